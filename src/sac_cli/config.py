@@ -1,0 +1,177 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+The primary config (`conf/train.yaml`) extends `train_schema`, so Hydra rejects a mistyped
+key or a value of the wrong type while composing. `validate` then checks what types
+cannot express (signs, ranges, relations between keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hydra.core.config_store import ConfigStore
+
+from sac_cli.errors import UserError
+
+
+class AgentName(str, Enum):
+    sac = "sac"  # 2018b: twin Q, target Q networks, temperature
+    sac_v1 = "sac_v1"  # 2018a: V_psi and its target, two Q networks (eqs. 5-9)
+
+
+class TemperatureMode(str, Enum):
+    auto = "auto"  # learned log-alpha toward a target entropy
+    fixed = "fixed"
+
+
+class Activation(str, Enum):
+    relu = "relu"
+    tanh = "tanh"
+    elu = "elu"
+    gelu = "gelu"
+    silu = "silu"
+
+
+class LoggerMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class EnvConfig:
+    id: str = "HalfCheetah-v4"
+    # Reward scale of SAC 2018a (its appendix D); agent=sac_v1 uses it, agent=sac does not.
+    reward_scale: float = 5.0
+
+
+@dataclass
+class AgentConfig:
+    name: AgentName = AgentName.sac
+    batch_size: int = 256
+    gamma: float = 0.99
+    tau: float = 0.005
+    buffer_size: int = 1_000_000
+    updates_per_step: int = 1
+    target_update_interval: int = 1
+    n_critics: int = 2
+    reward_scale: float = 1.0
+
+
+@dataclass
+class TemperatureConfig:
+    mode: TemperatureMode = TemperatureMode.auto
+    # The fixed alpha, or the initial alpha when it is learned.
+    alpha: float = 1.0
+    # null: -dim(A), the 2018b heuristic.
+    target_entropy: float | None = None
+
+
+@dataclass
+class NetworkConfig:
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    activation: Activation = Activation.relu
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+
+@dataclass
+class OptimizerConfig:
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+
+
+@dataclass
+class EvalConfig:
+    every: int = 5_000
+    episodes: int = 10
+    # Record an MP4 of the first evaluation episode at each evaluation (videos/, and W&B).
+    video: bool = False
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 10_000
+
+
+@dataclass
+class LoggerConfig:
+    mode: LoggerMode = LoggerMode.offline
+    project: str = "sac-cli"
+    group: str | None = None
+    name: str | None = None
+    # Environment steps between two logged rows of losses and perf/sps.
+    every: int = 1_000
+
+
+@dataclass
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    device: str = "auto"
+    total_steps: int = 1_000_000
+    learning_starts: int = 10_000
+    # torch intra-op threads; null lets sac-cli choose.
+    threads: int | None = None
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject values that have the right type but no meaning, one clear message each."""
+    positive = {
+        "total_steps": cfg.total_steps,
+        "agent.batch_size": cfg.agent.batch_size,
+        "agent.buffer_size": cfg.agent.buffer_size,
+        "agent.updates_per_step": cfg.agent.updates_per_step,
+        "agent.target_update_interval": cfg.agent.target_update_interval,
+        "agent.n_critics": cfg.agent.n_critics,
+        "agent.reward_scale": cfg.agent.reward_scale,
+        "optimizer.actor_lr": cfg.optimizer.actor_lr,
+        "optimizer.critic_lr": cfg.optimizer.critic_lr,
+        "optimizer.value_lr": cfg.optimizer.value_lr,
+        "optimizer.alpha_lr": cfg.optimizer.alpha_lr,
+        "temperature.alpha": cfg.temperature.alpha,
+        "eval.every": cfg.eval.every,
+        "checkpoint.every": cfg.checkpoint.every,
+        "logger.every": cfg.logger.every,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise UserError(f"{key}={value} must be positive: pass {key}=<a number > 0>")
+    non_negative = {"learning_starts": cfg.learning_starts, "eval.episodes": cfg.eval.episodes}
+    for key, value in non_negative.items():
+        if value < 0:
+            raise UserError(f"{key}={value} must be zero or more")
+    if not 0.0 <= cfg.agent.gamma < 1.0:
+        raise UserError(f"agent.gamma={cfg.agent.gamma} must lie in [0, 1)")
+    if not 0.0 < cfg.agent.tau <= 1.0:
+        raise UserError(f"agent.tau={cfg.agent.tau} must lie in (0, 1]")
+    if cfg.agent.buffer_size < 2:
+        raise UserError(f"agent.buffer_size={cfg.agent.buffer_size} must be at least 2")
+    if cfg.agent.batch_size > cfg.agent.buffer_size:
+        raise UserError(
+            f"agent.batch_size={cfg.agent.batch_size} is larger than the replay buffer "
+            f"(agent.buffer_size={cfg.agent.buffer_size}): lower the batch or raise the buffer"
+        )
+    if not cfg.network.hidden_sizes or min(cfg.network.hidden_sizes) <= 0:
+        raise UserError(
+            f"network.hidden_sizes={list(cfg.network.hidden_sizes)} needs at least one "
+            "layer and positive sizes, e.g. network.hidden_sizes=[256,256]"
+        )
+    if cfg.network.log_std_min >= cfg.network.log_std_max:
+        raise UserError("network.log_std_min must be below network.log_std_max")
+    if cfg.threads is not None and cfg.threads <= 0:
+        raise UserError(f"threads={cfg.threads} must be positive (or null to choose automatically)")

@@ -1,0 +1,78 @@
+"""Gymnasium environments with actions rescaled to [-1, 1] and episode statistics."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from sac_cli.errors import UserError
+
+_mujoco_quieted = False
+
+
+def quiet_mujoco() -> None:
+    """Send MuJoCo's warnings to Python's warnings instead of MUJOCO_LOG.TXT in the user's cwd
+    (the v4 task files trigger one through the deprecated `settotalmass`)."""
+    global _mujoco_quieted
+    if _mujoco_quieted:
+        return
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(
+        lambda message: warnings.warn(f"MuJoCo: {message.strip()}", stacklevel=1)
+    )
+    _mujoco_quieted = True
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as error:
+        raise UserError(
+            f"unknown environment id '{env_id}' ({error}): pick a conf/env option "
+            "(see sac-train --help) or a registered Gymnasium id via env.id=<id>"
+        ) from None
+
+
+def make_env(env_id: str, video_dir: Path | None = None) -> gym.Env:
+    """The environment as the agent sees it: Box actions in [-1, 1], episode statistics in
+    `info["episode"]` at episode ends. Seeding happens at the first reset (see seeding.py)."""
+    check_env_id(env_id)
+    quiet_mujoco()
+    with warnings.catch_warnings():
+        # Gymnasium warns that v4 MuJoCo tasks are out of date; they stay supported here.
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        env.close()
+        raise UserError(
+            f"{env_id} has a {type(space).__name__} action space; SAC needs continuous (Box) "
+            "actions: choose a continuous-control task such as Pendulum-v1 or HalfCheetah-v4"
+        )
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        env.close()
+        raise UserError(f"{env_id} has unbounded actions; SAC squashes actions into finite bounds")
+    if len(env.observation_space.shape or ()) != 1:
+        env.close()
+        raise UserError(
+            f"{env_id} has observations of shape {env.observation_space.shape}; "
+            "sac-cli's MLP networks need flat vector observations"
+        )
+    if video_dir is not None:
+        env = gym.wrappers.RecordVideo(
+            env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True
+        )
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    bound = np.ones(space.shape, dtype=np.float32)
+    env = gym.wrappers.RescaleAction(env, -bound, bound)
+    return env
+
+
+def env_dims(env: gym.Env) -> tuple[int, int]:
+    return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))

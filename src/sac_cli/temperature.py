@@ -1,0 +1,38 @@
+"""The temperature alpha: a constant, or log-alpha learned toward a target entropy (2018b)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sac_cli.optim import adam
+
+
+class Temperature(nn.Module):
+    def __init__(self, alpha: float, learned: bool, target_entropy: float, lr: float) -> None:
+        super().__init__()
+        self.learned = learned
+        self.target_entropy = target_entropy
+        # Optimising log-alpha keeps alpha positive without constraints.
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha)), requires_grad=learned)
+        self.optimizer = adam([self.log_alpha], lr) if learned else None
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """alpha as a constant for the Q, V and policy losses."""
+        return self.log_alpha.detach().exp()
+
+    def loss(self, log_prob: torch.Tensor) -> torch.Tensor:
+        """J(alpha) = E_{a~pi}[-alpha log pi(a|s) - alpha H_target] (2018b, eq. 18)."""
+        return -(self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
+
+    def update(self, log_prob: torch.Tensor) -> torch.Tensor | None:
+        if self.optimizer is None:
+            return None
+        loss = self.loss(log_prob)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
