@@ -123,6 +123,8 @@ class TrainConfig:
     learning_starts: int = 10_000
     # torch intra-op threads; null lets sac-cli choose.
     threads: int | None = None
+    # torch.compile the update (plus CUDA graphs on CUDA).
+    compile: bool = False
 
 
 def register_configs() -> None:
