@@ -2,40 +2,75 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sys
 from collections.abc import Callable
+from typing import Any, TypeVar
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
 from sac_cli.errors import UserError
 
 EXIT_USAGE = 2
+Task = TypeVar("Task", bound=Callable[..., Any])
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if isinstance(error, MissingConfigException) and "Available options" in str(error):
-        head = lines[0]
-        start = next(i for i, line in enumerate(lines) if line.startswith("Available options"))
-        return f"{head}; {lines[start].rstrip(':')}: {', '.join(lines[start + 1 :])}"
-    message = lines[0] if lines else type(error).__name__
+    """The first useful line of a Hydra/OmegaConf/sac-cli error, with what to do about it."""
+    lines = _lines(str(error)) or [type(error).__name__]
+    if isinstance(error, MissingConfigException):
+        missing = re.search(r"Could not find '([^/']+)/([^']+)'", lines[0])
+        if missing and any(line.startswith("Available options") for line in lines):
+            group, option = missing.groups()
+            start = next(i for i, line in enumerate(lines) if line.startswith("Available options"))
+            end = next((i for i, line in enumerate(lines) if line.startswith("Config search path")),
+                       len(lines))
+            choices = ", ".join(lines[start + 1 : end])
+            hint = " (or env.id=<any Gymnasium id>)" if group == "env" else ""
+            return f"{group}={option} is not an option of '{group}'; choose one of: {choices}{hint}"
+        return lines[0]
     cause = error.__cause__ or error.__context__
-    if isinstance(cause, OmegaConfBaseException):
-        cause_lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-        key = next(
-            (line.split(":", 1)[1].strip() for line in cause_lines if line.startswith("full_key:")),
-            None,
-        )
-        detail = cause_lines[0] if cause_lines else type(cause).__name__
-        message = f"{message} {detail}" + (f" (key: {key})" if key and key not in message else "")
-        hint = next((line for line in lines[1:] if line.startswith("To append")), None)
-        if "not in struct" in detail:
-            message += "; check the spelling (`--cfg job` prints every key)"
-        elif hint:
-            message += f"; {hint}"
-    return message
+    if not isinstance(cause, OmegaConfBaseException):
+        return lines[0]
+    detail = _lines(str(cause))[0] if _lines(str(cause)) else type(cause).__name__
+    unknown = re.match(r"Could not override '([^']+)'", lines[0])
+    if unknown:
+        return (f"unknown key '{unknown.group(1)}' ({detail}): check the spelling; "
+                "`sac-train --cfg job` prints every key")
+    bad_value = re.match(r"Error merging override (\S+)", lines[0])
+    if bad_value:
+        return f"bad value in {bad_value.group(1)}: {detail}"
+    return f"{lines[0]} {detail}"
+
+
+def exit_on_user_error(prog: str) -> Callable[[Task], Task]:
+    """For a Hydra task function: in a single run, a UserError prints one line and exits 2
+    (Hydra would add its own 'Error executing job' line); in a multirun it propagates so that
+    Hydra records the failed job and its siblings go on."""
+
+    def decorate(task: Task) -> Task:
+        @functools.wraps(task)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return task(*args, **kwargs)
+            except UserError as error:
+                if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                    raise
+                print(f"{prog}: error: {error}", file=sys.stderr)
+                sys.exit(EXIT_USAGE)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def run_cli(hydra_main: Callable[[], object], prog: str) -> None:

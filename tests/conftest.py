@@ -1,0 +1,51 @@
+"""Shared helpers: run the real command-line entry points in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tiny settings that keep a Pendulum-v1 run to a few seconds on 2 CPU cores.
+TINY = [
+    "env=Pendulum-v1",
+    "network.hidden_sizes=[32,32]",
+    "total_steps=600",
+    "learning_starts=200",
+    "agent.batch_size=64",
+    "eval.every=300",
+    "eval.episodes=1",
+    "checkpoint.every=200",
+    "logger.every=100",
+    "threads=1",
+]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("HYDRA_FULL_ERROR", None)
+    env["WANDB_SILENT"] = "true"
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def run_cli(command: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `sac-train` / `sac-eval` / ... as a user would (the installed console script's module)."""
+    module = {"sac-train": "sac_cli.train", "sac-eval": "sac_cli.evaluate", "sac-plot": "sac_cli.plot"}
+    return subprocess.run(
+        [sys.executable, "-m", module[command], *args],
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def tiny_args() -> list[str]:
+    return list(TINY)
