@@ -33,12 +33,22 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(command: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `sac-train` / `sac-eval` / ... as a user would (the installed console script's module)."""
-    module = {"sac-train": "sac_cli.train", "sac-eval": "sac_cli.evaluate", "sac-plot": "sac_cli.plot"}
+def run_cli(
+    command: str, *args: str, cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run `sac-train`, `sac-eval` or `sac-plot` as a user would (the console script's module)."""
+    module = {
+        "sac-train": "sac_cli.train",
+        "sac-eval": "sac_cli.evaluate",
+        "sac-plot": "sac_cli.plot",
+    }
     return subprocess.run(
         [sys.executable, "-m", module[command], *args],
-        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

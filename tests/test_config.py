@@ -64,17 +64,35 @@ def test_env_id_override_reaches_any_task():
 
 
 def test_contract_keys_are_overridable():
-    cfg = compose_train([
-        "temperature=fixed", "temperature.alpha=0.1", "network.hidden_sizes=[64,32]",
-        "optimizer.actor_lr=1e-3", "optimizer.critic_lr=2e-3", "agent.batch_size=128",
-        "agent.gamma=0.98", "agent.tau=0.01", "seed=7", "device=cpu", "total_steps=1234",
-        "learning_starts=10", "eval.every=100", "eval.episodes=3", "checkpoint.every=50",
-        "logger.mode=disabled",
-    ])
+    cfg = compose_train(
+        [
+            "temperature=fixed",
+            "temperature.alpha=0.1",
+            "network.hidden_sizes=[64,32]",
+            "optimizer.actor_lr=1e-3",
+            "optimizer.critic_lr=2e-3",
+            "agent.batch_size=128",
+            "agent.gamma=0.98",
+            "agent.tau=0.01",
+            "seed=7",
+            "device=cpu",
+            "total_steps=1234",
+            "learning_starts=10",
+            "eval.every=100",
+            "eval.episodes=3",
+            "checkpoint.every=50",
+            "logger.mode=disabled",
+        ]
+    )
     assert cfg.temperature.alpha == 0.1 and list(cfg.network.hidden_sizes) == [64, 32]
     assert (cfg.optimizer.actor_lr, cfg.optimizer.critic_lr) == (1e-3, 2e-3)
     assert (cfg.agent.batch_size, cfg.agent.gamma, cfg.agent.tau, cfg.seed) == (128, 0.98, 0.01, 7)
-    assert (cfg.total_steps, cfg.learning_starts, cfg.eval.every, cfg.eval.episodes) == (1234, 10, 100, 3)
+    assert (cfg.total_steps, cfg.learning_starts, cfg.eval.every, cfg.eval.episodes) == (
+        1234,
+        10,
+        100,
+        3,
+    )
     assert cfg.checkpoint.every == 50 and cfg.logger.mode.value == "disabled"
 
 

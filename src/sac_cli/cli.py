@@ -24,7 +24,7 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def one_line(error: BaseException) -> str:
+def one_line(error: BaseException, prog: str = "sac-train") -> str:
     """The first useful line of a Hydra/OmegaConf/sac-cli error, with what to do about it."""
     lines = _lines(str(error)) or [type(error).__name__]
     if isinstance(error, MissingConfigException):
@@ -45,7 +45,7 @@ def one_line(error: BaseException) -> str:
     unknown = re.match(r"Could not override '([^']+)'", lines[0])
     if unknown:
         return (f"unknown key '{unknown.group(1)}' ({detail}): check the spelling; "
-                "`sac-train --cfg job` prints every key")
+                f"`{prog} --cfg job` prints every key")
     bad_value = re.match(r"Error merging override (\S+)", lines[0])
     if bad_value:
         return f"bad value in {bad_value.group(1)}: {detail}"
@@ -87,7 +87,15 @@ def run_cli(hydra_main: Callable[[], object], prog: str) -> None:
     except (UserError, HydraException, OmegaConfBaseException) as error:
         if wants_traceback:
             raise
-        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(error, prog)}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except OSError as error:
+        # Hydra creates the run directory before any sac-cli code runs.
+        if wants_traceback:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"{prog}: error: cannot write{where}: {error.strerror or error}; "
+              "choose a writable directory (hydra.run.dir=...)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

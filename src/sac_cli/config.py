@@ -153,7 +153,11 @@ def validate(cfg: TrainConfig) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise UserError(f"{key}={value} must be positive: pass {key}=<a number > 0>")
-    non_negative = {"learning_starts": cfg.learning_starts, "eval.episodes": cfg.eval.episodes}
+    non_negative = {
+        "seed": cfg.seed,
+        "learning_starts": cfg.learning_starts,
+        "eval.episodes": cfg.eval.episodes,
+    }
     for key, value in non_negative.items():
         if value < 0:
             raise UserError(f"{key}={value} must be zero or more")

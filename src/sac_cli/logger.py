@@ -95,15 +95,24 @@ class RunLogger:
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
 
+    def sync(self) -> None:
+        """Flush metrics.jsonl to the disk (before a checkpoint that counts on its rows)."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
     def log_video(self, step: int, path: Path) -> None:
         if self.wandb_run is not None:
             import wandb
 
             self.wandb_run.log({"eval/video": wandb.Video(str(path), format="mp4")}, step=step)
 
-    def close(self, exit_code: int = 0) -> None:
+    def close(self, exit_code: int = 0, preempted: bool = False) -> None:
+        """preempted: stopped by a signal to be resumed; W&B shows the run as preempted, not
+        failed."""
         self.file.close()
         if self.wandb_run is not None:
+            if preempted:
+                self.wandb_run.mark_preempting()
             self.wandb_run.finish(exit_code=exit_code)
             self.wandb_run = None
 

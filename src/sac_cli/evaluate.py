@@ -1,0 +1,158 @@
+"""`sac-eval`: load a checkpoint, rebuild its environment and networks, run episodes, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from sac_cli import checkpoint as ckpt
+from sac_cli.agents import build_agent
+from sac_cli.cli import exit_on_user_error, run_cli
+from sac_cli.config import TrainConfig
+from sac_cli.device import resolve_device
+from sac_cli.envs import env_dims, make_env
+from sac_cli.errors import UserError
+from sac_cli.eval_config import EvalCommandConfig, register_eval_configs, validate_eval
+from sac_cli.evaluation import (
+    VIDEO_DIR,
+    EvalResult,
+    check_video_support,
+    evaluate,
+    prepare_offscreen_rendering,
+    record_episodes,
+)
+from sac_cli.seeding import eval_seeds
+
+PROG = "sac-eval"
+RESULT_FILE = "eval.json"
+
+register_eval_configs()
+
+
+def train_config_of(state: dict[str, Any], path: Path) -> TrainConfig:
+    """The TrainConfig the checkpoint was trained with (its own resolved config)."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), state["config"])
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except (OmegaConfBaseException, ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{path}: its config does not fit this version of sac-cli ({first[:160]})"
+        ) from None
+
+
+def load_policy(state: dict[str, Any], path: Path, env, device: torch.device, env_id: str):
+    cfg = train_config_of(state, path)
+    cfg.compile = False  # it compiles the update only, which evaluation never runs
+    obs_dim, act_dim = env_dims(env)
+    if (obs_dim, act_dim) != (state["obs_dim"], state["act_dim"]):
+        raise UserError(
+            f"{path} was trained on {state['env_id']} (observation size {state['obs_dim']}, "
+            f"action size {state['act_dim']}); {env_id} has {obs_dim} and {act_dim}: "
+            "evaluate it on its own environment"
+        )
+    agent = build_agent(cfg, obs_dim, act_dim, device)
+    try:
+        agent.load_state_dict(state["agent"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = next((line for line in lines if line.startswith("size mismatch")), None)
+        raise UserError(
+            f"{path}: its weights do not fit the networks of its config "
+            f"({(detail or (lines[0] if lines else type(error).__name__))[:200]})"
+        ) from None
+    agent.eval()
+    return agent
+
+
+def print_table(result: EvalResult, seeds: list[int], header: str) -> None:
+    print(header)
+    print(f"{'episode':>7}  {'seed':>10}  {'return':>12}  {'length':>6}")
+    for i, (seed, ret, length) in enumerate(
+        zip(seeds, result.returns, result.lengths, strict=True)
+    ):
+        print(f"{i:>7}  {seed:>10}  {ret:>12.2f}  {length:>6}")
+    print(f"{'mean':>7}  {'':>10}  {result.return_mean:>12.2f}  "
+          f"{sum(result.lengths) / len(result.lengths):>6.0f}")
+    print(f"{'std':>7}  {'':>10}  {result.return_std:>12.2f}")
+
+
+def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
+    validate_eval(cfg)
+    if cfg.video:
+        prepare_offscreen_rendering()  # before mujoco is imported
+    path = ckpt.resolve_checkpoint(cfg.checkpoint).resolve()
+    run_dir = ckpt.run_dir_of(path)
+    device = resolve_device(cfg.device)
+    state = ckpt.load(path, map_location=device)
+    env_id = cfg.env_id or state["env_id"]
+    # Fail before running episodes when the results could not be written.
+    ckpt.check_writable(run_dir)
+    env = make_env(env_id)
+    try:
+        agent = load_policy(state, path, env, device, env_id)
+        train_seed = int(state["config"].get("seed", 0))
+        seed = train_seed if cfg.seed is None else cfg.seed
+        step = int(state["step"])
+        # Seeds derived as in training: with seed=null and episodes=eval.episodes, the same
+        # episodes as the training's evaluation at this step.
+        seeds = eval_seeds(seed, step, cfg.episodes)
+        torch.manual_seed(seed)  # the stochastic policy's samples
+        deterministic = not cfg.stochastic
+        videos: list[Path] = []
+        if cfg.video:
+            check_video_support(env_id)
+            name = f"{path.stem}-step-{step}" + ("-stochastic" if cfg.stochastic else "")
+            result, videos = record_episodes(
+                agent, env_id, seeds, run_dir / VIDEO_DIR, name, deterministic
+            )
+        else:
+            result = evaluate(agent, env, seeds, deterministic)
+    finally:
+        env.close()
+    mode = "stochastic" if cfg.stochastic else "deterministic"
+    print_table(
+        result,
+        seeds,
+        f"{path} | {env_id} | step {step} | {mode} policy | seed {seed} | {device}",
+    )
+    report = {
+        "return_mean": result.return_mean,
+        "return_std": result.return_std,
+        "returns": result.returns,
+        "lengths": result.lengths,
+        "env_id": env_id,
+        "step": step,
+        "checkpoint": str(path),
+        "episodes": cfg.episodes,
+        "seed": seed,
+        "seeds": seeds,
+        "deterministic": deterministic,
+        "videos": [str(video) for video in videos],
+    }
+    out = run_dir / RESULT_FILE
+    ckpt.atomic_write_text(json.dumps(report, indent=2) + "\n", out)
+    videos_note = f" and {len(videos)} videos in {run_dir / VIDEO_DIR}" if videos else ""
+    print(f"wrote {out}{videos_note}")
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="pkg://sac_cli.conf", config_name="eval")
+@exit_on_user_error(PROG)
+def _hydra_main(cfg: DictConfig) -> None:
+    config: EvalCommandConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    run_eval(config)
+
+
+def main() -> None:
+    run_cli(_hydra_main, PROG)
+
+
+if __name__ == "__main__":
+    main()
