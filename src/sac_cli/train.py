@@ -1,9 +1,12 @@
-"""`sac-train`: compose the config, build the parts, hand them to the trainer."""
+"""`sac-train`: compose the config, build the parts, hand them to the trainer.
+
+A sweep (`sac-train -m ...`) runs the same task once per job; sweep.py holds what a job of a
+sweep adds (names, shared cores, failure isolation, requeue under submitit).
+"""
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -12,43 +15,73 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sac_cli.cli import run_cli
+from sac_cli import sweep
+from sac_cli.cli import exit_on_user_error, run_cli
 from sac_cli.config import TrainConfig, register_configs, validate
 from sac_cli.device import resolve_device
 from sac_cli.trainer import Stopped, Trainer
 
 log = logging.getLogger(__name__)
 
+PROG = "sac-train"
+
 register_configs()
 
 
 def train(cfg: DictConfig) -> float:
+    """One run: returns its last evaluation's mean return (an Optuna trial's objective)."""
     config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(config)
     device = resolve_device(config.device)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    threads = config.threads if config.threads is not None else sweep.job_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     config_dict = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    if sweep.is_multirun():
+        sweep.name_wandb_run(config, config_dict)  # type: ignore[arg-type]
     trainer = Trainer(config, run_dir, device, config_dict)  # type: ignore[arg-type]
     log.info(
-        "training %s with %s on %s in %s", config.env.id, config.agent.name.value, device, run_dir
+        "training %s with %s on %s (%d threads) in %s",
+        config.env.id,
+        config.agent.name.value,
+        device,
+        torch.get_num_threads(),
+        run_dir,
     )
-    return trainer.run()
+    preempt = sweep.submitit_preempt_signal()
+    if preempt is None:
+        return trainer.run()
+    return sweep.run_requeueable(trainer, preempt)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sac_cli.conf", config_name="train")
+@exit_on_user_error(PROG)
 def _hydra_main(cfg: DictConfig) -> float:
+    if sweep.is_multirun():
+        return sweep.run_job(cfg, train)
     return train(cfg)
 
 
 def main() -> None:
+    sweep.SWEEP.dir = None  # set by SweepCallback when this is a multirun
     try:
-        run_cli(_hydra_main, "sac-train")
-    except Stopped as stop:
-        print(f"sac-train: {stop}", file=sys.stderr)
-        sys.exit(128 + stop.signum if stop.signum != signal.SIGUSR1 else 0)
+        run_cli(_hydra_main, PROG)
+    except (Stopped, sweep.SweepStopped) as stop:
+        print(f"{PROG}: {stop}", file=sys.stderr)
+        sys.exit(sweep.exit_code(stop.signum))
+    except Exception as error:
+        if sweep.SWEEP.dir is None:
+            raise
+        sweep.report_sweep_error(error)
+        sys.exit(1)
+    if sweep.report_failures():
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m sac_cli.train`: run the importable module's copy, so that the task that
+    # joblib and submitit pickle is found by reference in their worker processes.
+    from sac_cli import train as importable
+
+    importable.main()
