@@ -4,13 +4,19 @@ Each observation is stored once: the next observation of the transition in slot 
 observation in slot i + 1. Two cases break that chain and are handled apart:
 - termination: no bootstrap happens (eq. 8 is masked), so slot i + 1 may hold anything;
 - truncation (a time limit): the bootstrap needs the true final observation, which is kept
-  in a small side store indexed by a running truncation counter.
+  in a small side store.
 The slot right after the newest transition holds that transition's next observation, so
 when the ring is full the oldest slot is overwritten early and is never sampled.
+
+A slot is one row of a single float32 tensor, [obs | action | reward | terminated |
+truncated | side-store index], so that storing a step is one copy from the host (the row and
+the next observation are contiguous) and sampling a batch is one gather of rows i and i + 1;
+the batch's fields are views into the gathered rows.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import NamedTuple
 
 import numpy as np
@@ -25,46 +31,53 @@ class Batch(NamedTuple):
     terminated: torch.Tensor
 
 
+def _initial_finals(capacity: int) -> int:
+    """Rows of the side store at first; it doubles when more truncations are live."""
+    return max(1, capacity // 1000)
+
+
 class ReplayBuffer:
     def __init__(
         self, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str, seed: int = 0
     ) -> None:
         self.capacity = capacity
+        self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = torch.device(device)
-        self.obs = torch.zeros(capacity, obs_dim, dtype=torch.float32, device=self.device)
-        self.actions = torch.zeros(capacity, act_dim, dtype=torch.float32, device=self.device)
-        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=self.device)
-        self.terminated = torch.zeros(capacity, dtype=torch.bool, device=self.device)
-        self.truncated = torch.zeros(capacity, dtype=torch.bool, device=self.device)
-        # For a truncated slot: the running number of its final observation in `final_obs`.
-        self.final_index = torch.zeros(capacity, dtype=torch.int64, device=self.device)
-        self.final_obs = torch.zeros(max(1, capacity // 1000), obs_dim, device=self.device)
+        # Columns after the observation and the action.
+        self.col_reward = obs_dim + act_dim
+        self.col_terminated = self.col_reward + 1
+        self.col_truncated = self.col_reward + 2
+        # A truncated slot's row in `final_obs`, as a float: exact below 2**24 rows.
+        self.col_final = self.col_reward + 3
+        self.width = self.col_reward + 4
+        self.data = torch.zeros(capacity, self.width, dtype=torch.float32, device=self.device)
+        self.final_obs = torch.zeros(_initial_finals(capacity), obs_dim, device=self.device)
         self.finals_added = 0  # truncations ever stored
         self.finals_dropped = 0  # of those, overwritten in the ring
+        self.final_slots: deque[int] = deque()  # ring slots of the live finals, oldest first
         self.pos = 0
         self.size = 0
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        # One step as it is copied in: the slot's row, then the next observation.
+        self.staging = torch.zeros(self.width + obs_dim, dtype=torch.float32)
+        self._staging_np = self.staging.numpy()
 
     def __len__(self) -> int:
         return self.size
 
     @property
     def bytes_per_transition(self) -> float:
-        per_slot = sum(t.element_size() * t[0].numel() for t in self._ring_tensors())
-        return per_slot + self.final_obs.element_size() * self.final_obs[0].numel() * (
-            self.final_obs.shape[0] / self.capacity
-        )
+        """Every tensor the buffer holds, per transition of capacity."""
+        held = (self.data, self.final_obs, self.staging)
+        return sum(t.nbytes for t in held) / self.capacity
 
-    def _ring_tensors(self) -> list[torch.Tensor]:
-        return [
-            self.obs,
-            self.actions,
-            self.rewards,
-            self.terminated,
-            self.truncated,
-            self.final_index,
-        ]
+    @staticmethod
+    def planned_bytes_per_transition(capacity: int, obs_dim: int, act_dim: int) -> float:
+        """bytes_per_transition of a new buffer of that shape, without allocating it."""
+        width = obs_dim + act_dim + 4
+        floats = capacity * width + _initial_finals(capacity) * obs_dim + width + obs_dim
+        return 4 * floats / capacity
 
     def add(
         self,
@@ -76,17 +89,27 @@ class ReplayBuffer:
         truncated: bool,
     ) -> None:
         i = self.pos
-        if self.size == self.capacity and bool(self.truncated[i]):
-            self.finals_dropped += 1  # the oldest final observation leaves with its slot
-        self.obs[i] = torch.as_tensor(obs, dtype=torch.float32)
-        self.actions[i] = torch.as_tensor(action, dtype=torch.float32)
-        self.rewards[i] = float(reward)
-        self.terminated[i] = bool(terminated)
-        self.truncated[i] = bool(truncated) and not terminated
-        if truncated and not terminated:
-            self._store_final(i, next_obs)
-        elif not terminated:
-            self.obs[(i + 1) % self.capacity] = torch.as_tensor(next_obs, dtype=torch.float32)
+        if self.size == self.capacity and self.final_slots and self.final_slots[0] == i:
+            # The oldest final observation leaves with its slot.
+            self.final_slots.popleft()
+            self.finals_dropped += 1
+        truncated = bool(truncated) and not terminated
+        row, o = self._staging_np, self.obs_dim
+        row[:o] = obs
+        row[o : self.col_reward] = action
+        row[self.col_reward] = reward
+        row[self.col_terminated] = bool(terminated)
+        row[self.col_truncated] = truncated
+        row[self.col_final] = self._store_final(i, next_obs) if truncated else 0.0
+        # The next observation goes to slot i + 1 even after a termination or a truncation
+        # (where it is not read): the next add overwrites it with the reset observation.
+        row[self.width :] = next_obs
+        if i + 1 < self.capacity:
+            start = i * self.width
+            self.data.view(-1)[start : start + self.width + o].copy_(self.staging)
+        else:
+            self.data[i].copy_(self.staging[: self.width])
+            self.data[0, :o].copy_(self.staging[self.width :])
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -94,24 +117,30 @@ class ReplayBuffer:
         """Mark the newest transition as the end of a truncated episode (a run stopped
         mid-episode continues with a fresh one), keeping its true next observation."""
         i = (self.pos - 1) % self.capacity
-        if not bool(self.terminated[i]) and not bool(self.truncated[i]):
-            self.truncated[i] = True
-            self._store_final(i, next_obs)
+        flags = self.data[i, self.col_terminated : self.col_truncated + 1].tolist()
+        if not any(flags):
+            final = self._store_final(i, next_obs)
+            self.data[i, self.col_truncated] = 1.0
+            self.data[i, self.col_final] = float(final)
 
-    def _store_final(self, slot: int, next_obs: np.ndarray) -> None:
-        live = self.finals_added - self.finals_dropped
-        if live == self.final_obs.shape[0]:
+    def _store_final(self, slot: int, next_obs: np.ndarray) -> int:
+        """Keep a truncated episode's final observation; return its row in `final_obs`."""
+        if len(self.final_slots) == self.final_obs.shape[0]:
             self._grow_finals()
         k = self.finals_added
-        self.final_obs[k % self.final_obs.shape[0]] = torch.as_tensor(next_obs, dtype=torch.float32)
-        self.final_index[slot] = k
+        row = k % self.final_obs.shape[0]
+        self.final_obs[row] = torch.as_tensor(next_obs, dtype=torch.float32)
+        self.final_slots.append(slot)
         self.finals_added += 1
+        return row
 
     def _grow_finals(self) -> None:
         old = self.final_obs
         new = torch.zeros(2 * old.shape[0], old.shape[1], dtype=old.dtype, device=old.device)
         live = torch.arange(self.finals_dropped, self.finals_added, device=old.device)
         new[live % new.shape[0]] = old[live % old.shape[0]]
+        slots = torch.tensor(list(self.final_slots), dtype=torch.int64, device=old.device)
+        self.data[slots, self.col_final] = (live % new.shape[0]).float()
         self.final_obs = new
 
     def sample(self, batch_size: int) -> Batch:
@@ -125,48 +154,53 @@ class ReplayBuffer:
             idx = torch.randint(
                 0, self.size, (batch_size,), device=self.device, generator=self.generator
             )
-        next_obs = self.obs[(idx + 1) % self.capacity]
-        finals = self.final_obs[self.final_index[idx] % self.final_obs.shape[0]]
-        next_obs = torch.where(self.truncated[idx].unsqueeze(-1), finals, next_obs)
+        rows, next_rows = self.data[torch.stack([idx, (idx + 1) % self.capacity])]
+        o, r = self.obs_dim, self.col_reward
+        finals = self.final_obs[rows[:, self.col_final].long()]
+        truncated = rows[:, self.col_truncated : self.col_truncated + 1] > 0.0
         return Batch(
-            obs=self.obs[idx],
-            actions=self.actions[idx],
-            rewards=self.rewards[idx],
-            next_obs=next_obs,
-            terminated=self.terminated[idx].float(),
+            obs=rows[:, :o],
+            actions=rows[:, o:r],
+            rewards=rows[:, r],
+            next_obs=torch.where(truncated, finals, next_rows[:, :o]),
+            terminated=rows[:, self.col_terminated],
         )
 
     def state_dict(self) -> dict:
-        n = self.size
+        # A ring not yet full saves its used rows (and the next observation's slot) only.
+        rows = self.capacity if self.size == self.capacity else self.size + 1
         return {
             "capacity": self.capacity,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
             "pos": self.pos,
-            "size": n,
-            "obs": self.obs.cpu(),
-            "actions": self.actions[:n].cpu() if n < self.capacity else self.actions.cpu(),
-            "rewards": self.rewards.cpu(),
-            "terminated": self.terminated.cpu(),
-            "truncated": self.truncated.cpu(),
-            "final_index": self.final_index.cpu(),
+            "size": self.size,
+            "data": self.data[: min(rows, self.capacity)].cpu(),
             "final_obs": self.final_obs.cpu(),
             "finals_added": self.finals_added,
             "finals_dropped": self.finals_dropped,
+            "final_slots": torch.tensor(list(self.final_slots), dtype=torch.int64),
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["capacity"] != self.capacity or state["obs"].shape != self.obs.shape:
+        if "data" not in state:
             raise ValueError(
-                f"replay buffer of capacity {state['capacity']} and observation shape "
-                f"{tuple(state['obs'].shape[1:])} does not fit capacity {self.capacity} and "
-                f"shape {tuple(self.obs.shape[1:])}"
+                "replay buffer saved in an older layout (one tensor per field), which this "
+                "version does not read; start a new run directory"
+            )
+        dims = (state.get("obs_dim"), state.get("act_dim"))
+        if state["capacity"] != self.capacity or dims != (self.obs_dim, self.act_dim):
+            raise ValueError(
+                f"replay buffer of capacity {state['capacity']} with observation and action "
+                f"sizes {dims} does not fit capacity {self.capacity} and sizes "
+                f"{(self.obs_dim, self.act_dim)}"
             )
         self.pos, self.size = int(state["pos"]), int(state["size"])
-        self.obs.copy_(state["obs"])
-        self.actions[: state["actions"].shape[0]].copy_(state["actions"])
-        for name in ("rewards", "terminated", "truncated", "final_index"):
-            getattr(self, name).copy_(state[name])
+        self.data.zero_()
+        self.data[: state["data"].shape[0]].copy_(state["data"])
         self.final_obs = state["final_obs"].to(self.device)
         self.finals_added = int(state["finals_added"])
         self.finals_dropped = int(state["finals_dropped"])
+        self.final_slots = deque(state["final_slots"].tolist())
         self.generator.set_state(state["generator"])
