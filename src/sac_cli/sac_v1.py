@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from sac_cli.config import AgentConfig, NetworkConfig, OptimizerConfig, TemperatureConfig
 from sac_cli.networks import ValueNetwork
-from sac_cli.optim import adam, polyak_update
+from sac_cli.optim import adam
 from sac_cli.replay import Batch
-from sac_cli.sac import SoftActorCritic, q_loss, soft_q_target, value_loss
+from sac_cli.sac import Losses, SoftActorCritic, q_loss, soft_q_target, value_loss
 
 
 class SACv1(SoftActorCritic):
@@ -36,13 +37,10 @@ class SACv1(SoftActorCritic):
             optimizer.critic_lr,
         )
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        alpha = self.temperature.alpha
-        # One reparameterised sample a ~ pi(.|s) serves eq. 5 (detached) and eq. 12;
-        # min over the two Q networks for both, as in 2018a, sec. 4.2.
-        log_prob, q_pi, actor_loss = self._policy_step(batch.obs)
-        value_target = (q_pi - alpha * log_prob).detach()  # E_a[Q(s, a) - alpha log pi(a|s)]
-        loss_v = value_loss(self.value(batch.obs), value_target)  # eq. 5
+    def target_pairs(self) -> tuple[nn.Module, nn.Module]:
+        return self.value_target, self.value  # psi_bar <- tau psi + (1 - tau) psi_bar
+
+    def critic_losses(self, batch: Batch, *noise: torch.Tensor) -> Losses:
         with torch.no_grad():
             target = soft_q_target(
                 self.reward_scale * batch.rewards,
@@ -51,23 +49,21 @@ class SACv1(SoftActorCritic):
                 self.gamma,
             )  # eq. 8
         q = self.critic(batch.obs, batch.actions)
-        critic_loss = q_loss(q, target)  # eq. 7
-        # Disjoint parameters (psi, theta, phi): one backward pass gives eqs. 6, 9 and 13.
-        self._step(loss_v + critic_loss + actor_loss)
-        alpha_loss = self.temperature.update(log_prob)
-        self.num_updates += 1
-        if self.num_updates % self.target_update_interval == 0:
-            polyak_update(
-                self.value_target, self.value, self.tau
-            )  # psi_bar <- tau psi + (1-tau) psi_bar
+        critic_loss = q_loss(q, target)  # eq. 7; gradient eq. 9
+        return critic_loss, {"loss/critic": critic_loss.detach(), "q/mean": q.detach().mean()}
+
+    def policy_losses(self, batch: Batch, *noise: torch.Tensor) -> Losses:
+        alpha = self.temperature.alpha
+        # One reparameterised sample a ~ pi(.|s) serves eq. 5 (detached) and eq. 12;
+        # min over the two Q networks for both, as in 2018a, sec. 4.2.
+        log_prob, q_pi, actor_loss = self._policy_terms(batch.obs, noise[0])
+        value_target = (q_pi - alpha * log_prob).detach()  # E_a[Q(s, a) - alpha log pi(a|s)]
+        loss_v = value_loss(self.value(batch.obs), value_target)  # eq. 5; gradient eq. 6
         metrics = {
-            "loss/critic": critic_loss.detach(),
             "loss/actor": actor_loss.detach(),
             "loss/value": loss_v.detach(),
             "alpha": alpha,
-            "q/mean": q.detach().mean(),
             "policy/entropy": -log_prob.detach().mean(),
         }
-        if alpha_loss is not None:
-            metrics["loss/alpha"] = alpha_loss
-        return metrics
+        # Disjoint parameters (psi, phi): one backward pass gives eqs. 6 and 13.
+        return self._with_temperature(loss_v + actor_loss, metrics, log_prob)
