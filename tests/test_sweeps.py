@@ -199,7 +199,8 @@ def test_joblib_sweep_with_two_workers_shares_the_cores(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     for seed in (0, 1):
         assert_finished(sweep / f"seed={seed}", 300)
-    # threads=null: each of the two parallel jobs gets half of the cores
+    # threads=null: each of the two parallel jobs gets half of the cores, and no second
+    # branch thread (the log line would say "(1 threads, critic and policy branches ...)")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert result.stderr.count(f"({max(1, cpus // 2)} threads)") == 2, result.stderr
 

@@ -33,20 +33,26 @@ def train(cfg: DictConfig) -> float:
     config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(config)
     device = resolve_device(config.device)
-    threads = config.threads if config.threads is not None else sweep.job_threads()
+    share = sweep.job_threads()  # this job's cores when a sweep runs jobs side by side
+    threads = config.threads if config.threads is not None else share
     if threads is not None:
         torch.set_num_threads(threads)
+    # A job that shares the cores with others never adds a second branch thread.
+    parallel_branches = False if share is not None else None
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     config_dict = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if sweep.is_multirun():
         sweep.name_wandb_run(config, config_dict)  # type: ignore[arg-type]
-    trainer = Trainer(config, run_dir, device, config_dict)  # type: ignore[arg-type]
+    trainer = Trainer(
+        config, run_dir, device, config_dict, parallel_branches  # type: ignore[arg-type]
+    )
     log.info(
-        "training %s with %s on %s (%d threads) in %s",
+        "training %s with %s on %s (%d threads%s) in %s",
         config.env.id,
         config.agent.name.value,
         device,
         torch.get_num_threads(),
+        ", critic and policy branches in parallel" if trainer.agent.parallel_branches else "",
         run_dir,
     )
     preempt = sweep.submitit_preempt_signal()

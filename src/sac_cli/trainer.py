@@ -114,8 +114,14 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) 
 
 class Trainer:
     def __init__(
-        self, cfg: TrainConfig, run_dir: Path, device: torch.device, config_dict: dict[str, Any]
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        device: torch.device,
+        config_dict: dict[str, Any],
+        parallel_branches: bool | None = None,
     ) -> None:
+        """parallel_branches: see build_agent (None: its default for this process)."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.config_dict = config_dict
@@ -129,7 +135,7 @@ class Trainer:
         self.obs_dim, self.act_dim = env_dims(self.env)
         # Seed before building the networks: their initial weights come from torch's generator.
         self.first_obs = seed_everything(cfg.seed, self.env)
-        self.agent = build_agent(cfg, self.obs_dim, self.act_dim, device)
+        self.agent = build_agent(cfg, self.obs_dim, self.act_dim, device, parallel_branches)
         self.buffer = ReplayBuffer(
             cfg.agent.buffer_size, self.obs_dim, self.act_dim, device, cfg.seed
         )
