@@ -287,14 +287,19 @@ def test_branches_run_in_parallel_by_default_only_with_one_torch_thread() -> Non
 def test_float32_fast_path_matches_the_reference_closely() -> None:
     agent = make_agent(AgentName.sac, TemperatureMode.auto)
     ref = Reference(agent)
+    assert_same_float32_updates(agent, ref, rtol=1e-5, atol=1e-6)
+    check_same_networks(agent, ref, rtol=1e-5, atol=1e-6)
+
+
+def assert_same_float32_updates(agent, expected_agent, rtol: float, atol: float) -> None:
+    """Both take the same float32 batches with the same noise; their metrics agree."""
     for step, batch in enumerate(batches(torch.float32)):
         torch.manual_seed(step)
-        metrics = agent.update(batch)
+        expected = expected_agent.update(batch)
         torch.manual_seed(step)
-        expected = ref.update(batch)
+        metrics = agent.update(batch)
         for key, value in expected.items():
-            torch.testing.assert_close(metrics[key], value, rtol=1e-5, atol=1e-6, msg=key)
-    check_same_networks(agent, ref, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(metrics[key], value, rtol=rtol, atol=atol, msg=key)
 
 
 def test_act_draws_the_action_the_policy_defines() -> None:
@@ -358,13 +363,7 @@ def test_compiled_update_matches_the_eager_one(name, mode, parallel) -> None:
     eager = make_agent(name, mode, parallel=False)
     compiled = make_agent(name, mode, compile=True, parallel=parallel)
     assert compiled._losses is not compiled.losses
-    for step, batch in enumerate(batches(torch.float32)):
-        torch.manual_seed(step)
-        expected = eager.update(batch)
-        torch.manual_seed(step)
-        metrics = compiled.update(batch)
-        for key, value in expected.items():
-            torch.testing.assert_close(metrics[key], value, rtol=1e-5, atol=1e-5, msg=key)
+    assert_same_float32_updates(compiled, eager, rtol=1e-5, atol=1e-5)
     for a, b in zip(compiled.state_dict().values(), eager.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert all(m.fn is COMPILE_ACTIVATIONS["relu"] for m in compiled.modules() if hasattr(m, "fn"))
