@@ -28,11 +28,3 @@ class Temperature(nn.Module):
         """J(alpha) = E_{a~pi}[-alpha log pi(a|s) - alpha H_target] (2018b, eq. 18)."""
         return -(self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
 
-    def update(self, log_prob: torch.Tensor) -> torch.Tensor | None:
-        if self.optimizer is None:
-            return None
-        loss = self.loss(log_prob)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
