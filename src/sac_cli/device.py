@@ -1,6 +1,9 @@
-"""`device=auto|cpu|cuda|cuda:N|mps` -> a torch.device that exists on this machine."""
+"""`device=auto|cpu|cuda|cuda:N|mps` -> a torch.device that exists on this machine; the CPU
+cores this process may use."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -33,3 +36,10 @@ def resolve_device(name: str) -> torch.device:
             raise UserError(f"device={name} but only {torch.cuda.device_count()} CUDA GPU(s) exist")
         return device
     raise UserError(f"device={name} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on: its CPU affinity (a SLURM allocation, taskset) where the
+    OS tells it, else every core."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpus or 1

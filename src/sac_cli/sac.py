@@ -29,6 +29,7 @@ from sac_cli.config import (
     TemperatureConfig,
     TemperatureMode,
 )
+from sac_cli.device import usable_cpus
 from sac_cli.networks import QEnsemble, TanhGaussianActor, use_compile_activations
 from sac_cli.optim import adam, polyak_update
 from sac_cli.replay import Batch
@@ -88,8 +89,7 @@ def parallel_branches_by_default(device: torch.device) -> bool:
     would each start an OpenMP team and oversubscribe the cores.)"""
     if device.type != "cpu" or torch.get_num_threads() != 1:
         return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cpus or 1) >= 2
+    return usable_cpus() >= 2
 
 
 def build_temperature(cfg: TemperatureConfig, lr: float, act_dim: int) -> Temperature:

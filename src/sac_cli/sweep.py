@@ -42,6 +42,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sac_cli.cli import one_line
 from sac_cli.config import TrainConfig
+from sac_cli.device import usable_cpus
 from sac_cli.errors import UserError
 from sac_cli.trainer import Stopped, Trainer
 
@@ -128,8 +129,7 @@ def job_threads() -> int | None:
     """torch threads for this job when `threads` is null (None: torch's default)."""
     if not is_multirun():
         return None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return threads_per_job(HydraConfig.get().launcher, cpus or 1)
+    return threads_per_job(HydraConfig.get().launcher, usable_cpus())
 
 
 def job_label(hydra_cfg: Any, seed: Any) -> str:
