@@ -1,4 +1,5 @@
-"""Shared helpers: run the real command-line entry points in a subprocess."""
+"""Shared helpers: run the real command-line entry points in a subprocess; the config schema
+registered for every test that composes configs in this process."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from sac_cli.config import register_configs
+
+# train.yaml's defaults name the schema: composing in-process needs it in Hydra's ConfigStore.
+register_configs()
 
 # Tiny settings that keep a Pendulum-v1 run to a few seconds on 2 CPU cores.
 TINY = [

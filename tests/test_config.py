@@ -9,14 +9,13 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from sac_cli.config import TrainConfig, register_configs, validate
+from sac_cli.config import TrainConfig, validate
 from sac_cli.errors import UserError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((CONF / group).glob("*.yaml"))]
 
-register_configs()
 
 
 def compose_train(overrides: list[str]) -> TrainConfig:
