@@ -415,7 +415,25 @@ def env_table(groups: list[plot.Group], env_id: str) -> list[str]:
             for r in group.runs
         )
         lines.append(f"- {group.label}, final return per seed: {per_seed}")
+    by_impl = {dict(g.key)["impl"]: g for g in panel}
+    if set(by_impl) == set(IMPLS):
+        lines.append(comparison_line(*(by_impl[impl] for impl in IMPLS)))
     return lines
+
+
+def comparison_line(ours: plot.Group, theirs: plot.Group) -> str:
+    """The difference of the mean final returns, its bootstrap CI and a permutation p-value:
+    what "no worse than SB3 at equal steps" is judged on."""
+    a = np.array([r.values[-1] for r in ours.runs])
+    b = np.array([r.values[-1] for r in theirs.runs])
+    diff, low, high = plot.bootstrap_difference_ci(a, b)
+    p, splits = plot.permutation_p(a, b)
+    ci = f"[{plot._fmt(low)}, {plot._fmt(high)}]" if math.isfinite(low) else "n/a (1 seed)"
+    return (
+        f"- {ours.label} minus {theirs.label}, final return: {plot._fmt(diff)}, "
+        f"95% bootstrap CI {ci} (seeds resampled within each side), "
+        f"permutation p = {p:.3f} (two-sided, {splits} relabellings)"
+    )
 
 
 def _kilo(step: int) -> str:
@@ -436,7 +454,10 @@ def write_report(out: Path, groups: list[plot.Group], command: str) -> tuple[str
         f"over seeds with its 95% percentile-bootstrap CI ({plot.N_BOOTSTRAP} resamples). "
         "Best: mean over seeds of each seed's best evaluation. @step: mean over seeds at that "
         "step. Train steps/s: environment steps per second while training, evaluation "
-        "excluded (one torch thread, CPU, runs sharing the machine).",
+        "excluded (one torch thread, CPU, runs sharing the machine). The last line compares "
+        "the final returns: sac-cli's mean minus SB3's, its 95% bootstrap CI (each side's "
+        "seeds resampled on their own) and the two-sided permutation p-value of that "
+        "difference.",
     ]
     for env_id in sorted({g.env_id for g in groups}):
         lines += ["", f"## {env_id}", "", *env_table(groups, env_id)]

@@ -88,6 +88,16 @@ def test_learning_benchmark_table_matches_the_runs(tmp_path: Path) -> None:
         assert row["@400"] == plot._fmt(evals[400])
         assert f"3: {plot._fmt(evals[400])} (step 400)" in markdown
 
+    if HAVE_SB3:
+        diff = eval_rows(out / "Pendulum-v1" / "sac-cli" / "seed=3")[400] - eval_rows(
+            out / "Pendulum-v1" / "sb3" / "seed=3"
+        )[400]
+        assert (
+            f"- sac-cli minus Stable-Baselines3 SAC, final return: {plot._fmt(diff)}, "
+            "95% bootstrap CI n/a (1 seed)" in markdown
+        )
+        assert "permutation p = 1.000 (two-sided, 2 relabellings)" in markdown
+
     # The run directories are ordinary sac-plot input: one group per implementation.
     runs = [plot.load_run(p) for p in plot.find_runs([out])]
     assert {r.env_id for r in runs} == {"Pendulum-v1"} and {r.seed for r in runs} == {3}

@@ -216,6 +216,48 @@ def test_bootstrap_ci() -> None:
     assert mean == 5.0 and np.isnan(low) and np.isnan(high)
 
 
+def test_bootstrap_difference_ci() -> None:
+    a, b = np.array([10.0, 11.0, 12.0, 13.0]), np.array([1.0, 2.0, 3.0])
+    diff, low, high = plot.bootstrap_difference_ci(a, b)
+    assert diff == pytest.approx(9.5)
+    # The resampled means stay inside each side's range: 10 - 3 <= difference <= 13 - 1.
+    assert 7.0 <= low < 9.5 < high <= 12.0
+    assert plot.bootstrap_difference_ci(a, b) == (diff, low, high)  # fixed rng seed
+    # A constant offset between equal spreads moves the interval and nothing else.
+    shifted = plot.bootstrap_difference_ci(a + 100.0, b)
+    assert shifted == pytest.approx((diff + 100.0, low + 100.0, high + 100.0))
+    diff, low, high = plot.bootstrap_difference_ci(np.array([5.0]), b)
+    assert diff == 3.0 and np.isnan(low) and np.isnan(high)
+
+
+def test_permutation_p_exact() -> None:
+    # Completely separated samples of 4 and 4: only the observed split and its mirror image
+    # are that extreme, out of C(8, 4) = 70 relabellings.
+    a, b = np.array([10.0, 11.0, 12.0, 13.0]), np.array([1.0, 2.0, 3.0, 4.0])
+    assert plot.permutation_p(a, b) == (pytest.approx(2 / 70), 70)
+    assert plot.permutation_p(b, a) == (pytest.approx(2 / 70), 70)  # two-sided
+    # Equal samples: every relabelling is at least as far apart as the observed zero.
+    assert plot.permutation_p(a, a.copy())[0] == 1.0
+    # By hand for a = [0, 3], b = [1, 2]: |mean difference| 0 for the observed split, which
+    # all 6 splits reach.
+    assert plot.permutation_p(np.array([0.0, 3.0]), np.array([1.0, 2.0])) == (1.0, 6)
+    # a = [0, 1], b = [2, 3]: |difference| 2; splits {0,1}|{2,3} and {2,3}|{0,1} reach it.
+    assert plot.permutation_p(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == (
+        pytest.approx(2 / 6),
+        6,
+    )
+
+
+def test_permutation_p_sampled_agrees_with_exact() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.0, 1.0, 7), rng.normal(1.0, 1.0, 7)
+    exact, splits = plot.permutation_p(a, b)
+    assert splits == 3432  # C(14, 7)
+    sampled, used = plot.permutation_p(a, b, max_splits=3000)
+    assert used == 3001  # the observed relabelling counted in
+    assert sampled == pytest.approx(exact, abs=0.03)
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [

@@ -32,6 +32,7 @@ on stderr and exit code 2. This module imports neither torch, Hydra nor W&B.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -56,6 +57,8 @@ DEFAULT_METRIC = "eval/return_mean"
 N_BOOTSTRAP = 2000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
+# permutation_p enumerates every split of the pooled seeds up to this many (8 + 8 seeds: 12,870).
+MAX_EXACT_SPLITS = 200_000
 MAX_GRID_POINTS = 500
 # Overrides that say nothing about what is learned: never split groups on them.
 IGNORED_KEYS = ("seed", "device", "logger")
@@ -236,6 +239,60 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
     return mean, low, high
+
+
+def bootstrap_difference_ci(
+    a: np.ndarray,
+    b: np.ndarray,
+    n_boot: int = N_BOOTSTRAP,
+    level: float = CI_LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its percentile-bootstrap CI at ``level``, the seeds of each side
+    resampled on their own (the two sides are independent runs). NaN bounds where a side has
+    fewer than two seeds."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return diff, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = [
+        rng.multinomial(x.size, np.full(x.size, 1.0 / x.size), size=n_boot) @ x / x.size
+        for x in (a, b)
+    ]
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means[0] - means[1], [alpha, 1.0 - alpha])
+    return diff, float(low), float(high)
+
+
+def permutation_p(
+    a: np.ndarray, b: np.ndarray, max_splits: int = MAX_EXACT_SPLITS, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, int]:
+    """Two-sided p-value of mean(a) - mean(b) under the null that the labels are exchangeable:
+    the share of relabellings of the pooled values whose difference is at least as large in
+    absolute value. Exact (every split) when there are at most ``max_splits``; else that many
+    random relabellings, with the observed one counted in. Returns (p, relabellings used)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    pooled = np.concatenate([a, b])
+    n, k = pooled.size, a.size
+    observed = abs(a.mean() - b.mean())
+    if math.comb(n, k) <= max_splits:
+        in_a = np.zeros((math.comb(n, k), n), dtype=bool)
+        for row, idx in enumerate(itertools.combinations(range(n), k)):
+            in_a[row, list(idx)] = True
+        exact = True
+    else:
+        rng = np.random.default_rng(seed)
+        order = np.argsort(rng.random((max_splits, n)), axis=1)
+        in_a = np.zeros((max_splits, n), dtype=bool)
+        np.put_along_axis(in_a, order[:, :k], True, axis=1)
+        exact = False
+    diffs = np.abs(in_a @ pooled / k - (~in_a) @ pooled / (n - k))
+    # A tolerance so that relabellings equal to the observed split up to rounding count.
+    extreme = int(np.count_nonzero(diffs >= observed - 1e-9 * max(1.0, observed)))
+    if exact:
+        return extreme / len(diffs), len(diffs)
+    return (extreme + 1) / (len(diffs) + 1), len(diffs) + 1
 
 
 def align(runs: Sequence[Run], max_points: int = MAX_GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:
