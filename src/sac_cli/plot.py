@@ -215,6 +215,15 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
 # --------------------------------------------------------------------------- statistics
 
 
+def _resampled_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means over axis 0 of ``n_boot`` resamples of its rows, shape (n_boot, ...). A resample
+    is drawn as multinomial counts, so all columns share the same resamples and the work is
+    one matrix product."""
+    n = x.shape[0]
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n  # (n_boot, n)
+    return np.tensordot(weights, x, axes=(1, 0))
+
+
 def bootstrap_ci(
     samples: np.ndarray,
     n_boot: int = N_BOOTSTRAP,
@@ -223,9 +232,8 @@ def bootstrap_ci(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over axis 0 (the seeds) and its percentile-bootstrap CI at ``level``.
 
-    ``samples`` has shape (n_seeds,) or (n_seeds, n_steps). A resample of the seeds is drawn
-    as multinomial counts, so all steps share the same resamples and the work is one matrix
-    product. With fewer than two seeds the bounds are NaN: there is no spread to resample.
+    ``samples`` has shape (n_seeds,) or (n_seeds, n_steps); all steps share the same resamples
+    of the seeds. With fewer than two seeds the bounds are NaN: there is no spread to resample.
     """
     x = np.asarray(samples, dtype=np.float64)
     mean = x.mean(axis=0)
@@ -233,9 +241,7 @@ def bootstrap_ci(
     if n < 2:
         nan = np.full_like(mean, np.nan)
         return mean, nan, nan.copy()
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n  # (n_boot, n)
-    means = np.tensordot(weights, x, axes=(1, 0))  # (n_boot, ...)
+    means = _resampled_means(x, n_boot, np.random.default_rng(seed))
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
     return mean, low, high
@@ -256,12 +262,9 @@ def bootstrap_difference_ci(
     if a.size < 2 or b.size < 2:
         return diff, math.nan, math.nan
     rng = np.random.default_rng(seed)
-    means = [
-        rng.multinomial(x.size, np.full(x.size, 1.0 / x.size), size=n_boot) @ x / x.size
-        for x in (a, b)
-    ]
+    diffs = _resampled_means(a, n_boot, rng) - _resampled_means(b, n_boot, rng)
     alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means[0] - means[1], [alpha, 1.0 - alpha])
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
     return diff, float(low), float(high)
 
 
