@@ -392,7 +392,7 @@ def env_table(groups: list[plot.Group], env_id: str) -> list[str]:
     ]
     for group in panel:
         runs = group.runs
-        final = np.array([r.values[-1] for r in runs])
+        final = plot.final_values(runs)
         best = np.array([r.values.max() for r in runs])
         at = []
         for s in steps:
@@ -424,8 +424,7 @@ def env_table(groups: list[plot.Group], env_id: str) -> list[str]:
 def comparison_line(ours: plot.Group, theirs: plot.Group) -> str:
     """The difference of the mean final returns, its bootstrap CI and a permutation p-value:
     what "no worse than SB3 at equal steps" is judged on."""
-    a = np.array([r.values[-1] for r in ours.runs])
-    b = np.array([r.values[-1] for r in theirs.runs])
+    a, b = plot.final_values(ours.runs), plot.final_values(theirs.runs)
     diff, low, high = plot.bootstrap_difference_ci(a, b)
     p, splits = plot.permutation_p(a, b)
     ci = f"[{plot._fmt(low)}, {plot._fmt(high)}]" if math.isfinite(low) else "n/a (1 seed)"

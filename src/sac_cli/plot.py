@@ -215,6 +215,11 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
 # --------------------------------------------------------------------------- statistics
 
 
+def final_values(runs: Sequence[Run]) -> np.ndarray:
+    """Each run's last logged value of the metric, one per seed."""
+    return np.array([r.values[-1] for r in runs])
+
+
 def _resampled_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Means over axis 0 of ``n_boot`` resamples of its rows, shape (n_boot, ...). A resample
     is drawn as multinomial counts, so all columns share the same resamples and the work is
@@ -434,7 +439,7 @@ def results_table(groups: Sequence[Group], metric: str) -> str:
     ]
     for group in groups:
         runs = [r for r in group.runs if r.values.size]
-        final = np.array([r.values[-1] for r in runs])
+        final = final_values(runs)
         best = np.array([r.values.max() for r in runs])
         last = sorted({int(r.steps[-1]) for r in runs})
         last_step = str(last[0]) if len(last) == 1 else f"{last[0]}-{last[-1]}"
