@@ -22,6 +22,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from sac_cli.device import available_memory
+from sac_cli.errors import UserError
+
 
 class Batch(NamedTuple):
     obs: torch.Tensor
@@ -78,6 +81,22 @@ class ReplayBuffer:
         width = obs_dim + act_dim + 4
         floats = capacity * width + _initial_finals(capacity) * obs_dim + width + obs_dim
         return 4 * floats / capacity
+
+    @classmethod
+    def check_fits(
+        cls, capacity: int, obs_dim: int, act_dim: int, device: torch.device, key: str
+    ) -> None:
+        """Refuse, before allocating, a buffer larger than the memory `device` has free (`key`
+        names the setting of the capacity in the message)."""
+        planned = cls.planned_bytes_per_transition(capacity, obs_dim, act_dim) * capacity
+        free = available_memory(torch.device(device))
+        if free is not None and planned > free:
+            raise UserError(
+                f"{key}={capacity} needs {planned / 2**30:,.1f} GiB for the replay buffer "
+                f"(observation {obs_dim} + action {act_dim} floats a transition) but "
+                f"{free / 2**30:,.1f} GiB of {torch.device(device).type} memory is free: "
+                f"lower {key}"
+            )
 
     def add(
         self,
@@ -167,16 +186,17 @@ class ReplayBuffer:
         )
 
     def state_dict(self) -> dict:
-        # A ring not yet full saves its used rows (and the next observation's slot) only.
-        rows = self.capacity if self.size == self.capacity else self.size + 1
+        # A ring not yet full saves its used rows (and the next observation's slot) only, as
+        # copies: torch.save writes a view's whole storage, i.e. the preallocated capacity.
+        rows = min(self.capacity, self.size + 1)
         return {
             "capacity": self.capacity,
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
             "pos": self.pos,
             "size": self.size,
-            "data": self.data[: min(rows, self.capacity)].cpu(),
-            "final_obs": self.final_obs.cpu(),
+            "data": self.data[:rows].to("cpu", copy=True),
+            "final_obs": self.final_obs.to("cpu", copy=True),
             "finals_added": self.finals_added,
             "finals_dropped": self.finals_dropped,
             "final_slots": torch.tensor(list(self.final_slots), dtype=torch.int64),
@@ -184,23 +204,68 @@ class ReplayBuffer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a state_dict; ValueError names what does not fit (nothing is changed then)."""
         if "data" not in state:
             raise ValueError(
                 "replay buffer saved in an older layout (one tensor per field), which this "
                 "version does not read; start a new run directory"
             )
         dims = (state.get("obs_dim"), state.get("act_dim"))
-        if state["capacity"] != self.capacity or dims != (self.obs_dim, self.act_dim):
+        if state.get("capacity") != self.capacity or dims != (self.obs_dim, self.act_dim):
             raise ValueError(
-                f"replay buffer of capacity {state['capacity']} with observation and action "
+                f"replay buffer of capacity {state.get('capacity')} with observation and action "
                 f"sizes {dims} does not fit capacity {self.capacity} and sizes "
-                f"{(self.obs_dim, self.act_dim)}"
+                f"{(self.obs_dim, self.act_dim)}: resume with the original agent.buffer_size"
             )
-        self.pos, self.size = int(state["pos"]), int(state["size"])
-        self.data.zero_()
-        self.data[: state["data"].shape[0]].copy_(state["data"])
-        self.final_obs = state["final_obs"].to(self.device)
-        self.finals_added = int(state["finals_added"])
-        self.finals_dropped = int(state["finals_dropped"])
-        self.final_slots = deque(state["final_slots"].tolist())
+        pos, size, added, dropped = (
+            _count(state, key) for key in ("pos", "size", "finals_added", "finals_dropped")
+        )
+        data, finals, slots = state.get("data"), state.get("final_obs"), state.get("final_slots")
+        rows = min(self.capacity, size + 1)
+        _check_tensor("data", data, torch.float32, (rows, self.width))
+        _check_tensor("final_obs", finals, torch.float32, (None, self.obs_dim))
+        _check_tensor("final_slots", slots, torch.int64, (added - dropped,))
+        if size > self.capacity or pos >= self.capacity or finals.shape[0] < 1:
+            raise ValueError(
+                f"replay buffer counters (pos {pos}, size {size}) are inconsistent: the file "
+                "is damaged or was not written by sac-cli"
+            )
+        if not isinstance(state.get("generator"), torch.Tensor):
+            raise ValueError("replay buffer has no sampling generator state")
         self.generator.set_state(state["generator"])
+        self.pos, self.size = pos, size
+        self.data.zero_()
+        self.data[:rows].copy_(data)
+        self.final_obs = finals.to(self.device)
+        self.finals_added, self.finals_dropped = added, dropped
+        self.final_slots = deque(slots.tolist())
+
+
+def _count(state: dict, key: str) -> int:
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"replay buffer field {key!r} is {value!r}, not a count")
+    return value
+
+
+def _check_tensor(
+    key: str, value: object, dtype: torch.dtype, shape: tuple[int | None, ...]
+) -> None:
+    """`value` is a tensor of `dtype` whose sizes equal `shape` (None: any size)."""
+    fits = (
+        isinstance(value, torch.Tensor)
+        and value.dtype == dtype
+        and value.dim() == len(shape)
+        and all(want is None or got == want for got, want in zip(value.shape, shape, strict=True))
+    )
+    if not fits:
+        got = (
+            f"{value.dtype} of shape {tuple(value.shape)}"
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        want = "x".join("*" if n is None else str(n) for n in shape)
+        raise ValueError(
+            f"replay buffer field {key!r} is {got}, expected {dtype} of shape {want}: the file "
+            "is damaged or was not written by sac-cli"
+        )
