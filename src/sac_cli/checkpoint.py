@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -65,11 +66,26 @@ def _atomic_write(path: Path, mode: str, write: Callable[[IO], object]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+    except (OSError, RuntimeError) as error:
+        # torch's zip writer reports a failed write (ENOSPC) as "unexpected pos": the OSError
+        # it hides is its context.
+        cause = _os_error_behind(error)
+        if cause is None:
+            raise
+        hint = "; free some space there" if cause.errno == errno.ENOSPC else ""
+        raise UserError(f"cannot write {path}: {cause.strerror or cause}{hint}") from None
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _os_error_behind(error: BaseException | None) -> OSError | None:
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def check_writable(folder: Path) -> None:

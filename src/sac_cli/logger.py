@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
+import math
 import os
 import sys
 import time
@@ -12,6 +16,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from sac_cli.checkpoint import atomic_write_text
+from sac_cli.errors import UserError
+
+log = logging.getLogger(__name__)
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -19,17 +28,25 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop rows logged after `last_step` (a resumed run logs them again) and a torn last line."""
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("step", 0) <= last_step:
-            kept.append(line)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= last_step]
+    if len(kept) != len(lines):
+        atomic_write_text("".join(f"{line}\n" for line in kept), path)
+
+
+def _step_of(line: str) -> float | None:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = row.get("step", 0) if isinstance(row, dict) else None
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+
+
+def json_row(step: int, metrics: dict[str, float]) -> str:
+    """One metrics.jsonl row as strict JSON: a NaN or infinite value is written as null."""
+    row = {key: value if math.isfinite(value) else None for key, value in metrics.items()}
+    return json.dumps({"step": step, **row}, allow_nan=False)
 
 
 class MetricAccumulator:
@@ -91,14 +108,24 @@ class RunLogger:
         return self.wandb_run.id if self.wandb_run is not None else None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        self.file.write(json.dumps({"step": step, **metrics}) + "\n")
+        with self._writing():
+            self.file.write(json_row(step, metrics) + "\n")
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
 
     def sync(self) -> None:
         """Flush metrics.jsonl to the disk (before a checkpoint that counts on its rows)."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        with self._writing():
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    @contextlib.contextmanager
+    def _writing(self):
+        try:
+            yield
+        except OSError as error:
+            hint = "; free some space there" if error.errno == errno.ENOSPC else ""
+            raise UserError(f"cannot write {self.path}: {error.strerror or error}{hint}") from None
 
     def log_video(self, step: int, path: Path) -> None:
         if self.wandb_run is not None:
@@ -109,12 +136,17 @@ class RunLogger:
     def close(self, exit_code: int = 0, preempted: bool = False) -> None:
         """preempted: stopped by a signal to be resumed; W&B shows the run as preempted, not
         failed."""
-        self.file.close()
+        with contextlib.suppress(OSError):  # a full disk: the rows after the checkpoint
+            self.file.close()  # are lost, and logged again on resume
         if self.wandb_run is not None:
-            if preempted:
-                self.wandb_run.mark_preempting()
-            self.wandb_run.finish(exit_code=exit_code)
-            self.wandb_run = None
+            run, self.wandb_run = self.wandb_run, None
+            try:
+                if preempted:
+                    run.mark_preempting()
+                run.finish(exit_code=exit_code)
+            except Exception as error:  # e.g. its service process ended by the same SIGTERM
+                log.warning("W&B run %s was not closed cleanly (%s: %s); its offline files "
+                            "stay as written", run.id, type(error).__name__, error)
 
 
 class Progress:
