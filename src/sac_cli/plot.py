@@ -79,6 +79,7 @@ class Run:
     steps: np.ndarray  # int64, increasing, rows that log the metric
     values: np.ndarray  # float64, one value per step
     metrics: tuple[str, ...] = ()  # every metric name the run logs (for error messages)
+    diverged: str = ""  # where training diverged ("step N (loss/critic is not finite)"), or ""
 
 
 @dataclass(eq=False)
@@ -137,29 +138,53 @@ def parse_overrides(items: object) -> dict[str, str]:
     return overrides
 
 
-def _read_metric(path: Path, metric: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Steps and values of ``metric``; skips bad lines (a killed run's last line) and gaps."""
+# Largest step a metrics row may carry: every integer up to it is exact in a float64.
+MAX_STEP = 2**53
+
+
+def _read_metric(path: Path, metric: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """Steps and values of ``metric``; skips bad lines (a killed run's last line) and gaps.
+    Also every metric name, and where the run diverged ("" if it did not): the first row with
+    a null (a non-finite value written as strict JSON) or a bare NaN/Infinity token."""
     by_step: dict[int, float] = {}
     names: set[str] = set()
+    diverged = ""
     try:
         text = path.read_text(errors="replace")
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
             row = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(row, dict):
+        if not isinstance(row, dict) or "step" not in row:
             continue
+        step = _checked_step(row["step"], path, number)
         names.update(k for k in row if k != "step")
-        step, value = row.get("step"), row.get(metric)
-        if not _is_number(step) or not _is_number(value) or not math.isfinite(value):
+        if not diverged:
+            bad = next((k for k, v in row.items() if v is None or _is_nonfinite(v)), None)
+            diverged = f"step {step} ({bad} is not finite)" if bad else ""
+        value = row.get(metric)
+        if not _is_number(value) or not math.isfinite(value):
             continue
-        by_step[int(step)] = float(value)  # a step logged twice (a resumed run): last wins
+        by_step[step] = float(value)  # a step logged twice (a resumed run): last wins
     steps = np.array(sorted(by_step), dtype=np.int64)
     values = np.array([by_step[s] for s in steps.tolist()], dtype=np.float64)
-    return steps, values, tuple(sorted(names))
+    return steps, values, tuple(sorted(names)), diverged
+
+
+def _checked_step(step: object, path: Path, number: int) -> int:
+    if _is_number(step) and math.isfinite(step) and step == int(step) and 0 <= step <= MAX_STEP:
+        return int(step)
+    raise UserError(
+        f"{path}, line {number}: step {step!r} is not a whole number of steps from 0 to "
+        f"{MAX_STEP}: repair or remove that row"
+    )
+
+
+def _is_nonfinite(x: object) -> bool:
+    return _is_number(x) and not math.isfinite(x)
 
 
 def _is_number(x: object) -> bool:
@@ -169,7 +194,7 @@ def _is_number(x: object) -> bool:
 def load_run(path: str | Path, metric: str = DEFAULT_METRIC) -> Run:
     """Read one run directory: its metric curve, environment, overrides and seed."""
     path = Path(path)
-    steps, values, names = _read_metric(path / METRICS_FILE, metric)
+    steps, values, names, diverged = _read_metric(path / METRICS_FILE, metric)
     config = _read_yaml(path / ".hydra" / "config.yaml")
     config = config if isinstance(config, dict) else {}
     overrides = parse_overrides(_read_yaml(path / ".hydra" / "overrides.yaml"))
@@ -183,7 +208,7 @@ def load_run(path: str | Path, metric: str = DEFAULT_METRIC) -> Run:
         seed = int(seed) if seed is not None else None
     except (TypeError, ValueError):
         seed = None
-    return Run(path, str(env_id), overrides, seed, steps, values, names)
+    return Run(path, str(env_id), overrides, seed, steps, values, names, diverged)
 
 
 # --------------------------------------------------------------------------- grouping
@@ -445,6 +470,10 @@ def results_table(groups: Sequence[Group], metric: str) -> str:
         last_step = str(last[0]) if len(last) == 1 else f"{last[0]}-{last[-1]}"
         cells = [group.env_id, group.label, str(len(runs)), last_step, *_stat(final), *_stat(best)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    diverged = [r for g in groups for r in g.runs if r.diverged]
+    if diverged:
+        lines += ["", "Diverged runs (their final value is the last one before divergence):", ""]
+        lines += [f"- `{r.path}`: at {r.diverged}" for r in diverged]
     return "\n".join(lines) + "\n"
 
 
@@ -495,6 +524,13 @@ def make_plots(dirs: Sequence[str], metric: str, out: Path | None) -> list[Path]
             f"log '{metric}' and are left out",
             file=sys.stderr,
         )
+    for run in runs:
+        if run.diverged:
+            print(
+                f"sac-plot: warning: {run.path} diverged at {run.diverged}: its curve and "
+                "final value stop before that",
+                file=sys.stderr,
+            )
     groups = group_runs(with_metric)
 
     out_dir = out if out is not None else Path(dirs[0])
