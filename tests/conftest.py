@@ -36,6 +36,10 @@ def cli_env() -> dict[str, str]:
     env.pop("HYDRA_FULL_ERROR", None)
     env["WANDB_SILENT"] = "true"
     env["PYTHONWARNINGS"] = "ignore"
+    # The test environments of tests/helpers/envs.py, as `env.id=helpers.envs:<id>`.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), env.get("PYTHONPATH")) if p
+    )
     return env
 
 

@@ -5,10 +5,8 @@ with other settings, damaged files or an unwritable folder gets one line and har
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import cli_env, read_metrics, run_cli
+from helpers.files import copy_run, snapshot
 
 from sac_cli import train
 
@@ -223,15 +222,6 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file's content, but Hydra's .hydra/ (rewritten at every start)."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and ".hydra" not in path.parts
-    }
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("finished") / "run"
@@ -242,8 +232,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def run_copy(finished: Path, tmp_path: Path) -> Path:
-    shutil.copytree(finished, tmp_path / "run")
-    return tmp_path / "run"
+    return copy_run(finished, tmp_path)
 
 
 def test_a_finished_run_started_again_does_nothing_and_can_be_extended(run_copy: Path):

@@ -90,6 +90,8 @@ class EvalConfig:
     episodes: int = 10
     # Record an MP4 of the first evaluation episode at each evaluation (videos/, and W&B).
     video: bool = False
+    # An evaluation episode of an environment without a time limit of its own ends here.
+    max_episode_steps: int = 1_000
 
 
 @dataclass
@@ -147,6 +149,7 @@ def validate(cfg: TrainConfig) -> None:
         "optimizer.alpha_lr": cfg.optimizer.alpha_lr,
         "temperature.alpha": cfg.temperature.alpha,
         "eval.every": cfg.eval.every,
+        "eval.max_episode_steps": cfg.eval.max_episode_steps,
         "checkpoint.every": cfg.checkpoint.every,
         "logger.every": cfg.logger.every,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -35,8 +36,19 @@ def _mujoco_warning(message: str) -> None:
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of `env_id`; a `module:Env-v0` id imports `module` first (which
+    registers the environment), as gym.make does: only for ids the user names."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # any error of the user's module, raised at import
+            raise UserError(
+                f"env.id={env_id}: cannot import {module} ({type(error).__name__}: {error}); "
+                "the module before ':' must be importable and register the environment"
+            ) from None
     try:
-        return gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error as error:
         raise UserError(
             f"unknown environment id '{env_id}' ({error}): pick a conf/env option "
@@ -44,15 +56,22 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         ) from None
 
 
-def make_env(env_id: str, video_dir: Path | None = None) -> gym.Env:
+def make_env(
+    env_id: str, video_dir: Path | None = None, step_limit: int | None = None
+) -> gym.Env:
     """The environment as the agent sees it: Box actions in [-1, 1], episode statistics in
-    `info["episode"]` at episode ends. Seeding happens at the first reset (see seeding.py)."""
-    check_env_id(env_id)
+    `info["episode"]` at episode ends. Seeding happens at the first reset (see seeding.py).
+    step_limit: episodes of an environment without a time limit of its own end (truncated)
+    after that many steps; an environment's own limit always stands."""
+    spec = check_env_id(env_id)
     quiet_mujoco()
+    kwargs = {}
+    if step_limit is not None and spec.max_episode_steps is None:
+        kwargs["max_episode_steps"] = step_limit
     with warnings.catch_warnings():
         # Gymnasium warns that v4 MuJoCo tasks are out of date; they stay supported here.
         warnings.filterwarnings("ignore", message=".*is out of date.*")
-        env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+        env = gym.make(env_id, render_mode="rgb_array" if video_dir else None, **kwargs)
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         env.close()

@@ -23,8 +23,10 @@ class EvalCommandConfig:
     # null: the checkpoint's environment; another id must have the same observation and
     # action sizes (e.g. HalfCheetah-v5 for a HalfCheetah-v4 policy).
     env_id: str | None = None
-    # Record every episode as an MP4 under <run dir>/videos/.
+    # Record every episode as an MP4 under <out>/videos/.
     video: bool = False
+    # Where eval.json and videos/ go; null: the checkpoint's run directory.
+    out: str | None = None
 
 
 def register_eval_configs() -> None:

@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sac_cli import checkpoint as ckpt
-from sac_cli.agents import build_agent
+from sac_cli.agents import AGENTS, build_agent
 from sac_cli.cli import exit_on_user_error, run_cli
-from sac_cli.config import TrainConfig
+from sac_cli.config import TrainConfig, validate
 from sac_cli.device import resolve_device
 from sac_cli.envs import env_dims, make_env
 from sac_cli.errors import UserError
@@ -36,15 +36,43 @@ register_eval_configs()
 
 
 def train_config_of(state: dict[str, Any], path: Path) -> TrainConfig:
-    """The TrainConfig the checkpoint was trained with (its own resolved config)."""
+    """The TrainConfig the checkpoint was trained with (its own resolved config), held to the
+    same schema and checks as the command line: a checkpoint is data, never trusted."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), state["config"])
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
-    except (OmegaConfBaseException, ValueError, TypeError) as error:
+        cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        validate(cfg)
+    except (OmegaConfBaseException, ValueError, TypeError, UserError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        key = getattr(error, "full_key", None)
         raise UserError(
-            f"{path}: its config does not fit this version of sac-cli ({first[:160]})"
+            f"{path}: its config does not fit this version of sac-cli "
+            f"({f'{key}: ' if key else ''}{first[:160]})"
         ) from None
+    step = state["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise UserError(f"{path}: its step ({step!r}) is not a count of steps: it is damaged")
+    return cfg
+
+
+def check_weight_shapes(cfg: TrainConfig, state: dict[str, Any], path: Path, dims) -> None:
+    """Compare the checkpoint's tensors with the networks its config describes, built on the
+    meta device (no memory), before building anything for real."""
+    with torch.device("meta"):
+        expected = AGENTS[cfg.agent.name](
+            *dims, cfg.agent, cfg.network, cfg.optimizer, cfg.temperature
+        ).state_dict()
+    weights = state["agent"]
+    if not isinstance(weights, dict):
+        raise UserError(f"{path}: it holds no network weights")
+    for key, tensor in expected.items():
+        found = weights.get(key)
+        if not isinstance(found, torch.Tensor) or found.shape != tensor.shape:
+            got = tuple(found.shape) if isinstance(found, torch.Tensor) else "nothing"
+            raise UserError(
+                f"{path}: its weights do not fit the networks of its config ({key}: "
+                f"{got} in the file, {tuple(tensor.shape)} expected)"
+            )
 
 
 def load_policy(state: dict[str, Any], path: Path, env, device: torch.device, env_id: str):
@@ -57,6 +85,7 @@ def load_policy(state: dict[str, Any], path: Path, env, device: torch.device, en
             f"action size {state['act_dim']}); {env_id} has {obs_dim} and {act_dim}: "
             "evaluate it on its own environment"
         )
+    check_weight_shapes(cfg, state, path, (obs_dim, act_dim))
     agent = build_agent(cfg, obs_dim, act_dim, device)
     try:
         agent.load_state_dict(state["agent"])
@@ -69,6 +98,20 @@ def load_policy(state: dict[str, Any], path: Path, env, device: torch.device, en
         ) from None
     agent.eval()
     return agent
+
+
+def env_id_to_evaluate(cfg: EvalCommandConfig, state: dict[str, Any], path: Path) -> str:
+    """env_id= if given, else the checkpoint's; a `module:Env-v0` id imports its module, so
+    one named only by the checkpoint (data) is not imported unless the user names it."""
+    if cfg.env_id:
+        return cfg.env_id
+    env_id = str(state["env_id"])
+    if ":" in env_id:
+        raise UserError(
+            f"{path} was trained on {env_id}, whose module sac-eval imports only when you "
+            f"name it yourself: pass env_id={env_id}"
+        )
+    return env_id
 
 
 def print_table(result: EvalResult, seeds: list[int], header: str) -> None:
@@ -88,17 +131,18 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
     if cfg.video:
         prepare_offscreen_rendering()  # before mujoco is imported
     path = ckpt.resolve_checkpoint(cfg.checkpoint).resolve()
-    run_dir = ckpt.run_dir_of(path)
+    out_dir = Path(cfg.out).expanduser().resolve() if cfg.out else ckpt.run_dir_of(path)
     device = resolve_device(cfg.device)
     state = ckpt.load(path, map_location=device)
-    env_id = cfg.env_id or state["env_id"]
+    train_cfg = train_config_of(state, path)
+    env_id = env_id_to_evaluate(cfg, state, path)
     # Fail before running episodes when the results could not be written.
-    ckpt.check_writable(run_dir)
-    env = make_env(env_id)
+    ckpt.check_writable(out_dir)
+    step_limit = train_cfg.eval.max_episode_steps
+    env = make_env(env_id, step_limit=step_limit)
     try:
         agent = load_policy(state, path, env, device, env_id)
-        train_seed = int(state["config"].get("seed", 0))
-        seed = train_seed if cfg.seed is None else cfg.seed
+        seed = train_cfg.seed if cfg.seed is None else cfg.seed
         step = int(state["step"])
         # Seeds derived as in training: with seed=null and episodes=eval.episodes, the same
         # episodes as the training's evaluation at this step.
@@ -110,7 +154,7 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
             check_video_support(env_id)
             name = f"{path.stem}-step-{step}" + ("-stochastic" if cfg.stochastic else "")
             result, videos = record_episodes(
-                agent, env_id, seeds, run_dir / VIDEO_DIR, name, deterministic
+                agent, env_id, seeds, out_dir / VIDEO_DIR, name, deterministic, step_limit
             )
         else:
             result = evaluate(agent, env, seeds, deterministic)
@@ -136,9 +180,9 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
         "deterministic": deterministic,
         "videos": [str(video) for video in videos],
     }
-    out = run_dir / RESULT_FILE
+    out = out_dir / RESULT_FILE
     ckpt.atomic_write_text(json.dumps(report, indent=2) + "\n", out)
-    videos_note = f" and {len(videos)} videos in {run_dir / VIDEO_DIR}" if videos else ""
+    videos_note = f" and {len(videos)} videos in {out_dir / VIDEO_DIR}" if videos else ""
     print(f"wrote {out}{videos_note}")
     return report
 

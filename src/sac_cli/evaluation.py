@@ -109,6 +109,7 @@ def record_episodes(
     videos_dir: Path,
     name: str,
     deterministic: bool = True,
+    step_limit: int | None = None,
 ) -> tuple[EvalResult, list[Path]]:
     """Evaluate one episode per seed on a rendering copy of the environment and keep each as
     videos_dir/<name>.mp4 (one episode) or <name>-episode-<i>.mp4. The returns equal those of
@@ -121,7 +122,7 @@ def record_episodes(
             with warnings.catch_warnings():
                 # The staging folder exists already (it is new and ours).
                 warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
-                env = make_env(env_id, video_dir=staging)
+                env = make_env(env_id, video_dir=staging, step_limit=step_limit)
         except gym.error.DependencyNotInstalled as error:
             raise _render_error(env_id, error) from None
         try:

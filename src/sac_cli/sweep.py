@@ -44,7 +44,8 @@ from sac_cli.cli import one_line
 from sac_cli.config import TrainConfig
 from sac_cli.device import usable_cpus
 from sac_cli.errors import UserError
-from sac_cli.trainer import Stopped, Trainer
+from sac_cli.signals import STOP, Stopped
+from sac_cli.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def run_requeueable(trainer: Trainer, preempt: signal.Signals) -> float:
 
     def on_preempt(signum: int, frame: Any) -> None:
         received.append(signum)
-        trainer.request_stop(signum)
+        STOP.request(signum)
 
     submitit_handler = signal.signal(preempt, on_preempt)
     try:

@@ -16,10 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from sac_cli import sweep
+from sac_cli.checkpoint import CHECKPOINT_DIR, LAST
 from sac_cli.cli import exit_on_user_error, run_cli
 from sac_cli.config import TrainConfig, register_configs, validate
 from sac_cli.device import resolve_device
-from sac_cli.trainer import Stopped, Trainer
+from sac_cli.run_dir import locked, write_hydra_record
+from sac_cli.signals import STOP, Stopped
+from sac_cli.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,28 @@ register_configs()
 
 
 def train(cfg: DictConfig) -> float:
-    """One run: returns its last evaluation's mean return (an Optuna trial's objective)."""
+    """One run: returns its last evaluation's mean return (an Optuna trial's objective).
+
+    The run directory's record (.hydra/) is written for a new run before anything else (a
+    run that fails on a bad value still says what it was asked), and for an existing one only
+    once its resume is allowed and has steps to train (see run_dir.py)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    STOP.raise_if_requested(run_dir)
+    with locked(run_dir):
+        resuming = (run_dir / CHECKPOINT_DIR / LAST).exists()
+        if not resuming:
+            write_hydra_record(run_dir, cfg, HydraConfig.instance().cfg)
+        trainer = build_trainer(cfg, run_dir)
+        trainer.start()  # refuses a resume with other settings before anything is written
+        if resuming and trainer.step < trainer.cfg.total_steps:
+            write_hydra_record(run_dir, cfg, HydraConfig.instance().cfg)
+        preempt = sweep.submitit_preempt_signal()
+        if preempt is None:
+            return trainer.run()
+        return sweep.run_requeueable(trainer, preempt)
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(config)
     device = resolve_device(config.device)
@@ -39,7 +63,6 @@ def train(cfg: DictConfig) -> float:
         torch.set_num_threads(threads)
     # A job that shares the cores with others never adds a second branch thread.
     parallel_branches = False if share is not None else None
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     config_dict = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if sweep.is_multirun():
         sweep.name_wandb_run(config, config_dict)  # type: ignore[arg-type]
@@ -55,10 +78,7 @@ def train(cfg: DictConfig) -> float:
         ", critic and policy branches in parallel" if trainer.agent.parallel_branches else "",
         run_dir,
     )
-    preempt = sweep.submitit_preempt_signal()
-    if preempt is None:
-        return trainer.run()
-    return sweep.run_requeueable(trainer, preempt)
+    return trainer
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sac_cli.conf", config_name="train")
@@ -70,6 +90,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    STOP.install()
     sweep.SWEEP.dir = None  # set by SweepCallback when this is a multirun
     try:
         run_cli(_hydra_main, PROG)

@@ -9,7 +9,20 @@ metrics.jsonl rows (tests/test_resume.py). Rows logged after the checkpoint are 
 resume and logged again; a run killed before its first checkpoint starts over (its rows are
 dropped, its W&B run id, kept in checkpoints/wandb-run-id, is continued).
 
+Checkpoints come at the first episode end `checkpoint.every` steps after the last one; when
+an episode is longer than that (an environment without a time limit), in mid-episode at the
+latest `checkpoint.every` steps later still. A checkpoint taken mid-episode (that one, a stop
+signal, the end of `total_steps`) records the open episode's last transition as a truncation
+with its true next observation, so that a resumed or extended run, which starts a new
+episode, never bootstraps from the reset observation. A run that goes on after such a
+checkpoint loses nothing: a truncation's stored next observation is the one that follows.
+
+A non-finite metric in a logged row (a loss, an episode return, an evaluation) stops training
+with one line naming the step and the metric (Diverged), and no checkpoint is written with
+non-finite weights: last.pt keeps the last finite state.
+
 Where a resumed run is not bit-identical to an uninterrupted one:
+- A checkpoint taken mid-episode (see above), resumed: a new episode starts there.
 - A stop signal (SIGTERM, SIGINT, SIGUSR1, or submitit's preemption signal) that arrives
   mid-episode saves at the end of the current step instead of waiting for the episode to end:
   the episode is cut there, stored as a truncation (bootstrapped, like a time limit), its
@@ -28,11 +41,8 @@ Where a resumed run is not bit-identical to an uninterrupted one:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,56 +69,28 @@ from sac_cli.logger import (
     truncate_metrics,
 )
 from sac_cli.replay import ReplayBuffer
+from sac_cli.run_dir import check_resumable
 from sac_cli.seeding import eval_seeds, restore_rng_state, rng_state, seed_everything
+from sac_cli.signals import STOP, Stopped
 
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb-run-id"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-# Top-level config keys that a resumed run may change: they steer bookkeeping (length,
-# hardware, logging, evaluation, checkpoint cadence), not what is learned from the data.
-RESUME_MAY_CHANGE = frozenset(
-    {"total_steps", "device", "threads", "compile", "eval", "checkpoint", "logger"}
-)
 
 
-class Stopped(BaseException):
-    """Training stopped by a signal after writing a checkpoint. Not an Exception: it is no
-    failure of the job, and it passes Hydra's job runner to the entry point untouched."""
+class Diverged(UserError):
+    """A metric or a weight became NaN or infinite: training stops, last.pt stays finite."""
 
-    def __init__(self, signum: int, step: int, path: Path) -> None:
-        self.signum = signum
-        super().__init__(
-            f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint "
-            f"saved to {path}; run the same command in the same run directory to resume"
+    def __init__(self, step: int, what: str, last_checkpoint: int) -> None:
+        kept = (
+            f"last.pt keeps step {last_checkpoint}, the last finite checkpoint"
+            if last_checkpoint
+            else "no checkpoint was written"
         )
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    """A run resumes only with the settings it started with (RESUME_MAY_CHANGE aside)."""
-    old, new = _flatten(saved), _flatten(current)
-    missing = object()
-    changed = [
-        key
-        for key in sorted(old.keys() | new.keys())
-        if key.split(".")[0] not in RESUME_MAY_CHANGE
-        and old.get(key, missing) != new.get(key, missing)
-    ]
-    if changed:
-        shown = ", ".join(f"{key}={old.get(key)} (now {new.get(key)})" for key in changed[:3])
-        raise UserError(
-            f"{path} belongs to a run with {shown}: resume with the original settings, or "
-            "start a new run in another directory (hydra.run.dir=...)"
+        super().__init__(
+            f"training diverged at step {step}: {what}; {kept}. Check the environment's "
+            "rewards and observations, or lower the learning rates (optimizer.critic_lr, "
+            "optimizer.actor_lr)"
         )
 
 
@@ -129,10 +111,13 @@ class Trainer:
         if self.video:
             prepare_offscreen_rendering()  # before mujoco is imported
         self.env = make_env(cfg.env.id)
-        self.eval_env = make_env(cfg.env.id)
+        self.eval_env = make_env(cfg.env.id, step_limit=cfg.eval.max_episode_steps)
         if self.video:
             check_video_support(cfg.env.id)
         self.obs_dim, self.act_dim = env_dims(self.env)
+        ReplayBuffer.check_fits(
+            cfg.agent.buffer_size, self.obs_dim, self.act_dim, device, "agent.buffer_size"
+        )
         # Seed before building the networks: their initial weights come from torch's generator.
         self.first_obs = seed_everything(cfg.seed, self.env)
         self.agent = build_agent(cfg, self.obs_dim, self.act_dim, device, parallel_branches)
@@ -147,17 +132,22 @@ class Trainer:
         self.last_eval_return = math.nan
         self.wandb_run_id: str | None = None
         self.logger: RunLogger | None = None
-        self.stop_signal: int | None = None
         self.checkpoint_dir = run_dir / ckpt.CHECKPOINT_DIR
         # The step whose replay buffer file this process has written or loaded.
         self.buffer_file_step: int | None = None
+        # The observation the environment is in (None before start()), and whether the
+        # newest stored transition leaves an episode open.
+        self.obs = None
+        self.mid_episode = False
 
     # --- the loop -------------------------------------------------------------------------
 
     def run(self) -> float:
         """Train to cfg.total_steps; return the last evaluation's mean return."""
-        ckpt.check_writable(self.checkpoint_dir)
-        obs = self._start()
+        if self.obs is None:
+            self.start()
+        STOP.raise_if_requested(self.run_dir)
+        self._tidy_run_dir()
         if self.step >= self.cfg.total_steps:
             self._finish_done_run()
             return self.last_eval_return
@@ -177,8 +167,8 @@ class Trainer:
         progress = Progress(self.cfg.total_steps, self.step)
         exit_code, preempted = 1, False
         try:
-            with self._stop_on_signals():
-                self._loop(obs, progress)
+            with STOP.installed():
+                self._loop(progress)
             self._save(ckpt.LAST)
             self._save(ckpt.FINAL)
             exit_code = 0
@@ -192,10 +182,11 @@ class Trainer:
             self.eval_env.close()
         return self.last_eval_return
 
-    def _loop(self, obs, progress: Progress) -> None:
+    def _loop(self, progress: Progress) -> None:
         cfg = self.cfg
         window_start, window_step = time.perf_counter(), self.step
         last_return = math.nan
+        obs = self.obs
         while self.step < cfg.total_steps:
             if self.step < cfg.learning_starts:
                 action = self.env.action_space.sample()
@@ -204,26 +195,25 @@ class Trainer:
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
             self.step += 1
-            obs = next_obs
+            episode_done = terminated or truncated
+            self.obs, self.mid_episode = next_obs, not episode_done
             if self.step >= cfg.learning_starts:
                 for _ in range(cfg.agent.updates_per_step):
                     self.metrics.add(self.agent.update(self.buffer.sample(cfg.agent.batch_size)))
-            episode_done = terminated or truncated
             if episode_done:
                 self.episodes += 1
                 last_return = float(info["episode"]["r"])
-                self.logger.log(
-                    self.step,
+                self._log(
                     {
                         "train/episode_return": last_return,
                         "train/episode_length": int(info["episode"]["l"]),
-                    },
+                    }
                 )
             if self.step % cfg.logger.every == 0:
                 now = time.perf_counter()
                 sps = (self.step - window_step) / (now - window_start)
                 window_start, window_step = now, self.step
-                self.logger.log(self.step, {**self.metrics.pop_means(), "perf/sps": sps})
+                self._log({**self.metrics.pop_means(), "perf/sps": sps})
                 progress.update(self.step, ret=last_return, sps=sps)
             if cfg.eval.episodes > 0 and (
                 self.step % cfg.eval.every == 0 or self.step == cfg.total_steps
@@ -233,16 +223,30 @@ class Trainer:
                     self.step, eval_return=self.last_eval_return, train_return=last_return
                 )
             # Every row of this step is logged before a checkpoint: a resume keeps them all.
-            if episode_done and self.step - self.last_checkpoint_step >= cfg.checkpoint.every:
+            if self._checkpoint_due(episode_done):
                 self._save(ckpt.LAST)
-            if self.stop_signal is not None:
-                if not episode_done:
-                    self.buffer.truncate_last(next_obs)
-                path = self._save(ckpt.LAST)
-                raise Stopped(self.stop_signal, self.step, path)
+            if STOP.signum is not None:
+                signum, path = STOP.signum, self._save(ckpt.LAST)
+                STOP.signum = None  # handled: a later run in this process starts afresh
+                raise Stopped(signum, self.step, path, self.run_dir)
             if episode_done:
-                obs, _ = self.env.reset()
+                self.obs, _ = self.env.reset()
+            obs = self.obs
         progress.update(self.step)
+
+    def _checkpoint_due(self, episode_done: bool) -> bool:
+        """At an episode end `checkpoint.every` steps after the last checkpoint; within a long
+        episode, at most `checkpoint.every` steps later than that."""
+        since = self.step - self.last_checkpoint_step
+        every = self.cfg.checkpoint.every
+        return since >= every if episode_done else since >= 2 * every
+
+    def _log(self, row: dict[str, float]) -> None:
+        """Log one row at this step; a non-finite value in it stops training (Diverged)."""
+        self.logger.log(self.step, row)
+        bad = next((key for key, value in row.items() if not math.isfinite(value)), None)
+        if bad is not None:
+            raise Diverged(self.step, f"{bad} is {row[bad]}", self.last_checkpoint_step)
 
     def _evaluate(self) -> None:
         seeds = eval_seeds(self.cfg.seed, self.step, self.cfg.eval.episodes)
@@ -255,16 +259,14 @@ class Trainer:
                 seeds[:1],
                 self.run_dir / VIDEO_DIR,
                 f"eval-step-{self.step}",
+                step_limit=self.cfg.eval.max_episode_steps,
             )
             result = filmed + evaluate(self.agent, self.eval_env, seeds[1:])
             self.logger.log_video(self.step, paths[0])
         else:
             result = evaluate(self.agent, self.eval_env, seeds)
         self.last_eval_return = result.return_mean
-        self.logger.log(
-            self.step,
-            {"eval/return_mean": result.return_mean, "eval/return_std": result.return_std},
-        )
+        self._log({"eval/return_mean": result.return_mean, "eval/return_std": result.return_std})
         if result.return_mean > self.best_return:
             self.best_return = result.return_mean
             self._save(ckpt.BEST, with_buffer=False)
@@ -291,10 +293,21 @@ class Trainer:
             "rng": rng_state(self.env),
         }
 
+    def _check_finite_weights(self) -> None:
+        """One host sync per checkpoint: never save a diverged agent over a good one."""
+        tensors = [t for t in self.agent.state_dict().values() if t.is_floating_point()]
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+        if not bool(finite):
+            raise Diverged(self.step, "the weights are not finite", self.last_checkpoint_step)
+
     def _save(self, name: str, with_buffer: bool = True) -> Path:
+        self._check_finite_weights()
         if self.logger is not None:
             # The rows up to this step reach the disk before the checkpoint that counts on them.
             self.logger.sync()
+        if with_buffer and self.mid_episode:
+            # A resume starts a new episode here: the open one ends as a truncation.
+            self.buffer.truncate_last(self.obs)
         state = self._state()
         if with_buffer:
             # A buffer file per step, referenced by the checkpoint: a kill between the two
@@ -302,38 +315,48 @@ class Trainer:
             # once per step (last.pt and final.pt share it), and always by this process: a
             # file of the same name left by a killed attempt may hold another history.
             buffer_name = f"buffer-{self.step}.pt"
-            if self.buffer_file_step != self.step:
+            new_buffer_file = self.buffer_file_step != self.step
+            if new_buffer_file:
                 ckpt.atomic_save(self.buffer.state_dict(), self.checkpoint_dir / buffer_name)
                 self.buffer_file_step = self.step
             state["buffer_file"] = buffer_name
         path = self.checkpoint_dir / name
-        ckpt.atomic_save(state, path)
+        try:
+            ckpt.atomic_save(state, path)
+        except UserError:
+            if with_buffer and new_buffer_file:  # no checkpoint refers to it: leave none
+                (self.checkpoint_dir / buffer_name).unlink(missing_ok=True)
+                self.buffer_file_step = None
+            raise
         if name == ckpt.LAST:
             self.last_checkpoint_step = self.step
         if with_buffer:
             ckpt.remove_stale_files(self.checkpoint_dir, keep=[state["buffer_file"]])
         return path
 
-    def _start(self):
-        """A fresh start keeps the seeded first observation; an existing last.pt in the run
-        directory resumes."""
+    def start(self) -> None:
+        """Resume from the run directory's last.pt, if it has one (checked and loaded into
+        memory, nothing written), or keep the seeded first observation of a fresh start."""
+        ckpt.check_writable(self.checkpoint_dir)
         last = self.checkpoint_dir / ckpt.LAST
         if not last.exists():
-            # Whatever an attempt killed before its first checkpoint left is redone from the
-            # start: its rows go (they come again, identical), its W&B run is continued.
-            ckpt.remove_stale_files(self.checkpoint_dir, keep=[])
-            truncate_metrics(self.run_dir / METRICS_FILE, 0)
             id_file = self.checkpoint_dir / WANDB_ID_FILE
             if id_file.is_file():
                 self.wandb_run_id = id_file.read_text().strip() or None
-            return self.first_obs
+            self.obs = self.first_obs
+            return
         state = ckpt.load(last, map_location=self.buffer.device)
         self._restore(state, last)
-        ckpt.remove_stale_files(self.checkpoint_dir, keep=[state["buffer_file"]])
-        truncate_metrics(self.run_dir / METRICS_FILE, self.step)
         log.info("resuming from %s at step %d", last, self.step)
-        obs, _ = self.env.reset()
-        return obs
+        self.obs, _ = self.env.reset()
+
+    def _tidy_run_dir(self) -> None:
+        """Drop what a killed attempt left after the checkpoint resumed from: stale files and
+        metrics rows (they come again, identical). Before the first checkpoint, that is all
+        of it; its W&B run is continued."""
+        keep = [] if self.buffer_file_step is None else [f"buffer-{self.buffer_file_step}.pt"]
+        ckpt.remove_stale_files(self.checkpoint_dir, keep=keep)
+        truncate_metrics(self.run_dir / METRICS_FILE, self.step)
 
     def _finish_done_run(self) -> None:
         """Started again after the end (a requeue, a repeated sweep): only make sure that
@@ -363,7 +386,7 @@ class Trainer:
             self.agent.load_state_dict(state["agent"])
             for name, optimizer in self.agent.optimizers().items():
                 optimizer.load_state_dict(state["optimizers"][name])
-        except (RuntimeError, KeyError, ValueError) as error:
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
             raise UserError(
                 f"{path} does not match this configuration ({_first_detail(error)}): "
                 "resume with the original overrides or use a new run directory"
@@ -371,10 +394,8 @@ class Trainer:
         buffer_path = self.checkpoint_dir / state["buffer_file"]
         try:
             self.buffer.load_state_dict(ckpt.load(buffer_path, self.buffer.device, kind=None))
-        except (ValueError, KeyError) as error:
-            raise UserError(
-                f"{buffer_path}: {error}: resume with the original agent.buffer_size"
-            ) from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise UserError(f"{buffer_path} cannot be resumed from: {error}") from None
         self.buffer_file_step = state["step"]
         self.agent.num_updates = state["num_updates"]
         self.metrics.sums = state["metrics"]["sums"]
@@ -386,32 +407,6 @@ class Trainer:
         self.last_eval_return = state["last_eval_return"]
         self.wandb_run_id = state["wandb_run_id"]
         restore_rng_state(state["rng"], self.env)
-
-    # --- signals --------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _stop_on_signals(self):
-        """Turn SIGTERM, SIGINT and SIGUSR1 into a checkpoint and a clean stop at the end of
-        the current step (signal handlers can only be set in the main thread). A second
-        Ctrl-C does not wait: KeyboardInterrupt (the last checkpoint stays intact)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {signum: signal.signal(signum, self._request_stop) for signum in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def request_stop(self, signum: int) -> None:
-        """Stop at the end of the current step with a checkpoint (also submitit's preemption)."""
-        self.stop_signal = signum
-
-    def _request_stop(self, signum: int, frame) -> None:
-        if signum == signal.SIGINT and self.stop_signal is not None:
-            raise KeyboardInterrupt
-        self.stop_signal = signum
 
 
 def _first_detail(error: BaseException) -> str:
