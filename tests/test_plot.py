@@ -133,7 +133,7 @@ def test_plots_and_table(multirun: Path, hopper: Path, tmp_path: Path, capsys) -
     assert set(rows) == {
         ("Pendulum-v1", f"optimizer.critic_lr={LR_FAST}"),
         ("Pendulum-v1", f"optimizer.critic_lr={LR_SLOW}"),
-        ("Hopper-v4", "Hopper-v4"),
+        ("Hopper-v4", "default config"),
     }
     # columns: env, group, seeds, last step, final, final CI, best, best CI
     fast = rows[("Pendulum-v1", f"optimizer.critic_lr={LR_FAST}")]
@@ -150,7 +150,7 @@ def test_plots_and_table(multirun: Path, hopper: Path, tmp_path: Path, capsys) -
     assert float(slow[4]) == pytest.approx(np.mean(slow_finals))  # -895.0
     assert float(slow[6]) == pytest.approx(np.mean(slow_bests))  # -395.0
 
-    hop = rows[("Hopper-v4", "Hopper-v4")]
+    hop = rows[("Hopper-v4", "default config")]
     assert hop[2] == "2" and float(hop[4]) == pytest.approx(np.mean([400.0, 450.0]))
 
     printed = capsys.readouterr().out
@@ -189,8 +189,8 @@ def test_single_run_dir_writes_next_to_it(tmp_path: Path, capsys) -> None:
     assert plot.main([str(run), "--metric", "train/episode_return"]) == 0
     assert (run / "learning_curves.png").is_file() and (run / "learning_curves.svg").is_file()
     rows_ = table_rows((run / "results.md").read_text())
-    # one seed: the group is labelled by its env, and there is no CI
-    assert rows_[("Pendulum-v1", "Pendulum-v1")][2:6] == ["1", "600", "-600.0", "n/a (1 seed)"]
+    # one seed, no overrides: the group is the default config, and there is no CI
+    assert rows_[("Pendulum-v1", "default config")][2:6] == ["1", "600", "-600.0", "n/a (1 seed)"]
     capsys.readouterr()
 
 
@@ -282,3 +282,28 @@ def test_bad_input_exits_2_with_one_line(
     assert message in lines[0]
     assert "Traceback" not in captured.err and captured.out == ""
     assert not (tmp_path / "out" / "results.md").exists()
+
+
+def test_curves_are_named_by_what_differs_and_short_runs_warned(tmp_path: Path, capsys) -> None:
+    shared = ["eval.every=1000", "network=small", "total_steps=8000"]
+    rows = [{"step": s, "eval/return_mean": -float(s)} for s in (1000, 2000)]
+    for lr in ("0.001", "0.0003"):
+        write_run(tmp_path / lr, "Pendulum-v1", [*shared, f"optimizer.critic_lr={lr}"], 0, rows)
+    write_run(tmp_path / "short", "Hopper-v4", shared, 0, rows[:1])
+    groups = plot.group_runs([plot.load_run(p) for p in plot.find_runs([tmp_path])])
+    # Shared overrides name nothing; a panel's lone curve keeps its own.
+    assert [g.label for g in groups] == [
+        ", ".join(shared), "optimizer.critic_lr=0.0003", "optimizer.critic_lr=0.001"]
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as text, to be read back
+        assert plot.main([str(tmp_path)]) == 0
+    svg = (tmp_path / "learning_curves.svg").read_text()
+    assert "evaluation return (mean over episodes)" in svg  # the y axis, in words
+    assert "optimizer.critic_lr=0.001" in svg  # the legend
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'short'} has only one value of 'eval/return_mean'" in err
+    assert "raise total_steps or lower eval.every" in err
+    table = table_rows((tmp_path / "results.md").read_text())
+    assert ("Pendulum-v1", "optimizer.critic_lr=0.001") in table  # the legend's names
+

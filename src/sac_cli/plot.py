@@ -66,6 +66,21 @@ IGNORED_PREFIXES = ("hydra.", "device.", "logger.")
 # The environment has a panel of its own; it is not part of a group label.
 ENV_KEYS = ("env", "env.id")
 UNKNOWN_ENV = "unknown env"
+# Axis names of the metrics (others are shown by their key).
+METRIC_NAMES = {
+    "eval/return_mean": "evaluation return (mean over episodes)",
+    "eval/return_std": "evaluation return (std over episodes)",
+    "train/episode_return": "training episode return",
+    "train/episode_length": "training episode length",
+    "loss/critic": "critic loss",
+    "loss/actor": "actor loss",
+    "loss/value": "value loss",
+    "loss/alpha": "temperature loss",
+    "alpha": "temperature alpha",
+    "q/mean": "mean Q value",
+    "policy/entropy": "policy entropy",
+    "perf/sps": "environment steps per second",
+}
 
 
 @dataclass(eq=False)
@@ -161,7 +176,7 @@ def _read_metric(path: Path, metric: str) -> tuple[np.ndarray, np.ndarray, tuple
         if not isinstance(row, dict) or "step" not in row:
             continue
         step = _checked_step(row["step"], path, number)
-        names.update(k for k in row if k != "step")
+        names.update(k for k in row if k not in ("step", "time"))
         if not diverged:
             bad = next((k for k, v in row.items() if v is None or _is_nonfinite(v)), None)
             diverged = f"step {step} ({bad} is not finite)" if bad else ""
@@ -225,14 +240,23 @@ def group_key(overrides: dict[str, str]) -> tuple[tuple[str, str], ...]:
     )
 
 
+DEFAULT_LABEL = "default config"
+
+
 def group_runs(runs: Sequence[Run]) -> list[Group]:
-    """Runs with the same environment and the same overrides (seed aside), sorted."""
+    """Runs with the same environment and the same overrides (seed aside), sorted; each
+    group named (in the legend and the table alike) by what sets it apart from the others."""
     groups: dict[tuple[str, tuple[tuple[str, str], ...]], Group] = {}
     for run in runs:
         key = group_key(run.overrides)
-        label = ", ".join(f"{k}={v}" for k, v in key) or run.env_id
-        groups.setdefault((run.env_id, key), Group(run.env_id, label, key)).runs.append(run)
+        groups.setdefault((run.env_id, key), Group(run.env_id, "", key)).runs.append(run)
     for group in groups.values():
+        # What differs between the curves of its panel (its environment's groups).
+        panel = [dict(g.key) for g in groups.values() if g.env_id == group.env_id]
+        differing = sorted({k for d in panel for k in d if len({e.get(k) for e in panel}) > 1})
+        overrides = dict(group.key)
+        shown = [(k, overrides.get(k, "default")) for k in differing] or list(group.key)
+        group.label = ", ".join(f"{k}={v}" for k, v in shown) or DEFAULT_LABEL
         group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
     return sorted(groups.values(), key=lambda g: (g.env_id, g.label))
 
@@ -370,7 +394,7 @@ def plot_curves(groups: Sequence[Group], metric: str, out_stem: Path) -> list[Pa
     keys = sorted({g.key for g in groups})
     cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
     colors = {key: cmap(i % cmap.N) for i, key in enumerate(keys)}
-    legend = {g.key: g.label if g.key or len(envs) == 1 else "default config" for g in groups}
+    legend = {g.key: g.label for g in groups}
 
     nrows, ncols = _layout(len(envs))
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.2 * nrows), squeeze=False)
@@ -404,7 +428,7 @@ def plot_curves(groups: Sequence[Group], metric: str, out_stem: Path) -> list[Pa
         n = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
         ax.set_title(f"{env_id}  ({n} seed{'' if n == '1' else 's'} per curve)")
         ax.set_xlabel("environment steps")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
         ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=""))
         ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(envs) :]:
@@ -412,11 +436,7 @@ def plot_curves(groups: Sequence[Group], metric: str, out_stem: Path) -> list[Pa
 
     fig.tight_layout()
     lines = [handles[k] for k in keys if k in handles]
-    if len(lines) == 1 and not keys[0]:
-        pass  # one group, labelled by its env: the panel title says it all
-    elif len(envs) == 1 and len(lines) <= 4:
-        axes[0, 0].legend(handles=lines, loc="best", fontsize="small", framealpha=0.85)
-    elif lines:
+    if len(lines) > 1:  # below the panels, never over the curves
         longest = max(len(row) for line in lines for row in line.get_label().splitlines())
         ncol = 1 if longest > 45 else 2 if longest > 25 else 3
         fig.legend(
@@ -524,6 +544,14 @@ def make_plots(dirs: Sequence[str], metric: str, out: Path | None) -> list[Path]
             f"log '{metric}' and are left out",
             file=sys.stderr,
         )
+    for run in with_metric:
+        if run.values.size < 2:
+            print(
+                f"sac-plot: warning: {run.path} has only one value of '{metric}' (step "
+                f"{int(run.steps[0])}): too few for a curve; raise total_steps or lower "
+                "eval.every",
+                file=sys.stderr,
+            )
     for run in runs:
         if run.diverged:
             print(
