@@ -62,6 +62,14 @@ def run_cli(
     )
 
 
+# Keys of a metrics row that depend on the wall clock, not on what was learned.
+WALL_CLOCK_KEYS = ("perf/sps", "time")
+
+
+def without_wall_clock(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in WALL_CLOCK_KEYS} for row in rows]
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_env, read_metrics, run_cli
+from conftest import cli_env, read_metrics, run_cli, without_wall_clock
 from omegaconf import OmegaConf
 
 from sac_cli import evaluate
@@ -90,7 +90,7 @@ def test_eval_of_a_run_directory_repeats_the_last_training_evaluation(run_copy: 
     cwd.mkdir()
     result = run_cli("sac-eval", f"checkpoint={run_copy}", "episodes=2", cwd=cwd)
     assert result.returncode == 0, result.stderr
-    report = json.loads((run_copy / "eval.json").read_text())
+    report = json.loads((run_copy / "eval-last-step-600.json").read_text())
     assert report.keys() >= EVAL_KEYS
     assert report["checkpoint"] == str((run_copy / "checkpoints" / "last.pt").resolve())
     assert (report["env_id"], report["step"], report["lengths"]) == ("Pendulum-v1", 600, [200, 200])
@@ -114,16 +114,18 @@ def test_eval_of_a_checkpoint_file_with_overrides(run_copy: Path, tmp_path: Path
     args = [f"checkpoint={best}", "episodes=3", "seed=5", "device=cpu"]
     result = call_main(*args)
     assert result.returncode == 0, result.stderr
-    report = json.loads((run_copy / "eval.json").read_text())
+    step = torch.load(best, weights_only=True)["step"]
+    report = json.loads((run_copy / f"eval-best-step-{step}-seed-5.json").read_text())
     assert (report["episodes"], report["seed"], len(report["returns"])) == (3, 5, 3)
     assert report["checkpoint"] == str(best.resolve())
-    assert report["step"] == torch.load(best, weights_only=True)["step"]
+    assert report["step"] == step
 
     reports = []
     for _ in range(2):
         stochastic = call_main(*args, "stochastic=true")
         assert stochastic.returncode == 0, stochastic.stderr
-        reports.append(json.loads((run_copy / "eval.json").read_text()))
+        stochastic_file = run_copy / f"eval-best-step-{step}-stochastic-seed-5.json"
+        reports.append(json.loads(stochastic_file.read_text()))
     assert reports[0]["returns"] == reports[1]["returns"]  # seeded: reproducible
     assert reports[0]["deterministic"] is False
     assert reports[0]["returns"] != report["returns"]
@@ -150,7 +152,7 @@ def test_eval_of_a_sac_v1_checkpoint(tmp_path: Path, one_thread):
     trainer.run()
     result = call_main(f"checkpoint={tmp_path}", "episodes=1")
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "eval.json").read_text())
+    report = json.loads((tmp_path / "eval-last-step-250.json").read_text())
     assert report["return_mean"] == trainer.last_eval_return  # the training's own evaluation
     assert "value.net.0.weight" in torch.load(tmp_path / "checkpoints" / "final.pt",
                                               weights_only=True)["agent"]
@@ -171,7 +173,7 @@ def test_eval_records_a_video_per_episode(run_copy: Path, tmp_path: Path,
     videos = sorted(p.name for p in (run_copy / "videos").iterdir())
     assert videos == ["final-step-600-episode-0.mp4", "final-step-600-episode-1.mp4"]
     assert all((run_copy / "videos" / v).stat().st_size > 1000 for v in videos)
-    assert json.loads((run_copy / "eval.json").read_text())["videos"] == [
+    assert json.loads((run_copy / "eval-final-step-600.json").read_text())["videos"] == [
         str(run_copy.resolve() / "videos" / v) for v in videos]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # nothing in the working directory
 
@@ -187,7 +189,7 @@ def test_training_records_a_video_per_evaluation_without_changing_it(run_dir: Pa
         "eval-step-300.mp4", "eval-step-600.mp4"]
     # Filming the first episode changes nothing that is learned or measured.
     def evals(run: Path) -> list[dict]:
-        return [r for r in read_metrics(run) if "eval/return_mean" in r]
+        return without_wall_clock([r for r in read_metrics(run) if "eval/return_mean" in r])
     assert evals(video_run) == evals(run_dir)
     assert len(list((video_run / "wandb").rglob("media/videos/eval/*.mp4"))) == 2
 
@@ -276,7 +278,7 @@ def test_bad_input_is_one_line_and_harms_nothing(run_copy: Path, tmp_path: Path,
     result = call_main(*[a.format(run=run_copy, **paths) for a in args])
     expect_one_line_error(result, *words)
     assert snapshot(run_copy) == before
-    assert not (run_copy / "eval.json").exists()
+    assert not list(run_copy.glob("eval*.json"))
 
 
 def test_unwritable_run_directory_is_one_line(run_copy: Path, tmp_path: Path):
@@ -298,3 +300,12 @@ def test_unwritable_run_directory_is_one_line(run_copy: Path, tmp_path: Path):
         run_copy.chmod(0o755)
     expect_one_line_error(result, "cannot write to", str(run_copy))
     assert snapshot(run_copy) == before
+
+
+def test_evaluating_another_checkpoint_keeps_the_first_result(run_copy: Path):
+    for name in ("best", "last"):
+        result = call_main(f"checkpoint={run_copy / 'checkpoints' / f'{name}.pt'}", "episodes=1")
+        assert result.returncode == 0, result.stderr
+        step = torch.load(run_copy / "checkpoints" / f"{name}.pt", weights_only=True)["step"]
+        assert f"wrote {run_copy.resolve() / f'eval-{name}-step-{step}.json'}" in result.stdout
+    assert len(list(run_copy.glob("eval-*.json"))) == 2

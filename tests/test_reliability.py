@@ -320,7 +320,7 @@ def test_an_environment_without_time_limit_checkpoints_evaluates_and_stops(tmp_p
     evaluation = run_cli("sac-eval", f"checkpoint={run_dir}", "episodes=1",
                          f"env_id={ENDLESS_ENV.split('=', 1)[1]}", cwd=tmp_path)  # fmt: skip
     assert evaluation.returncode == 0, evaluation.stderr
-    assert json.loads((run_dir / "eval.json").read_text())["lengths"] == [50]
+    assert json.loads((run_dir / "eval-last-step-1000.json").read_text())["lengths"] == [50]
 
     # SIGTERM mid-episode: a checkpoint and a clean stop, with the command to resume.
     process = subprocess.Popen(
@@ -335,7 +335,7 @@ def test_an_environment_without_time_limit_checkpoints_evaluates_and_stops(tmp_p
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, err
-    assert f"to resume, run the same command with hydra.run.dir={run_dir}" in err
+    assert "to resume: sac-train " in err and "hydra.run.dir=endless" in err
     assert load(run_dir / "checkpoints" / "last.pt")["step"] > 1600
 
 
@@ -400,6 +400,6 @@ def test_sac_eval_of_a_read_only_checkpoint_writes_to_out(finished: Path, tmp_pa
         for folder in (run_dir, run_dir / "checkpoints"):
             folder.chmod(0o755)
     assert result.returncode == 0, result.stderr
-    assert f"wrote {out / 'eval.json'}" in result.stdout
-    assert json.loads((out / "eval.json").read_text())["step"] == 500
+    assert f"wrote {out / 'eval-last-step-500.json'}" in result.stdout
+    assert json.loads((out / "eval-last-step-500.json").read_text())["step"] == 500
     assert snapshot(run_dir) == before

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_env, read_metrics, run_cli
+from conftest import cli_env, read_metrics, run_cli, without_wall_clock
 from helpers.files import copy_run, snapshot
 
 from sac_cli import train
@@ -84,10 +84,6 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> No
         time.sleep(0.01)
 
 
-def without_sps(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "perf/sps"} for row in rows]
-
-
 def final_agent(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)["agent"]
 
@@ -136,7 +132,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path: Path):
 
     rows, resumed_rows = read_metrics(straight), read_metrics(killed)
     assert [row["step"] for row in resumed_rows] == [row["step"] for row in rows]
-    assert without_sps(resumed_rows) == without_sps(rows)
+    assert without_wall_clock(resumed_rows) == without_wall_clock(rows)
     assert sum("perf/sps" in row for row in rows) == 3  # logger.every=500 up to 1600
 
     # W&B: each attempt continued the same run (one offline directory per process, one id).

@@ -139,6 +139,9 @@ def test_basic_sweep_names_groups_isolates_failures_and_plots(tmp_path: Path):
         assert f"(env.id=NoSuchEnv-v0,seed={seed}) failed: unknown environment id" in line
         assert (sweep / f"env.id=NoSuchEnv-v0,seed={seed}" / "error.txt").is_file()
     assert "Traceback" not in result.stderr
+    shown = sweep.relative_to(tmp_path)  # as seen from the working directory
+    summary = f"sweep over, 4 jobs: 2 ran to the end, 2 failed; results in {shown}; plot them:"
+    assert summary in result.stderr and f"sac-plot {shown}" in result.stderr
     good = [sweep / f"env.id=Pendulum-v1,seed={seed}" for seed in (0, 1)]
     for run_dir in good:
         assert_finished(run_dir, 300)
@@ -200,9 +203,11 @@ def test_joblib_sweep_with_two_workers_shares_the_cores(tmp_path: Path):
     for seed in (0, 1):
         assert_finished(sweep / f"seed={seed}", 300)
     # threads=null: each of the two parallel jobs gets half of the cores, and no second
-    # branch thread (the log line would say "(1 threads, critic and policy branches ...)")
+    # branch thread (the log line would say "(1 thread, critic and policy branches ...)")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert result.stderr.count(f"({max(1, cpus // 2)} threads)") == 2, result.stderr
+    share = max(1, cpus // 2)
+    threads = f"({share} thread{'s' if share > 1 else ''})"
+    assert result.stderr.count(threads) == 2, result.stderr
 
 
 # --- submitit -------------------------------------------------------------------------------

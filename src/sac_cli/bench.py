@@ -470,6 +470,7 @@ def build_report(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Throughput of sac-cli's SAC update and learning loop (eager and "
         "compiled), side by side with Stable-Baselines3 SAC when it is installed.",
     )

@@ -43,7 +43,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    """A small text file (eval.json, the W&B run id), written like a checkpoint."""
+    """A small text file (sac-eval's results, the W&B run id), written like a checkpoint."""
     _atomic_write(path, "w", lambda handle: handle.write(text))
 
 

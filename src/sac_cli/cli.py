@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import os
 import re
 import sys
@@ -62,6 +63,8 @@ def exit_on_user_error(prog: str) -> Callable[[Task], Task]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return task(*args, **kwargs)
+            except BrokenPipeError:
+                quit_on_closed_pipe()
             except UserError as error:
                 if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
                     raise
@@ -84,6 +87,15 @@ def run_cli(hydra_main: Callable[[], object], prog: str) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_main()
+    except BrokenPipeError:
+        quit_on_closed_pipe()
+    except ValueError as error:
+        # Hydra's own check of its flags (`-m --cfg hydra`): raised before any task runs.
+        if wants_traceback or not str(error).startswith("Only one of"):
+            raise
+        print(f"{prog}: error: {error}: drop -m to print a config ({prog} --cfg job ...)",
+              file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except (UserError, HydraException, OmegaConfBaseException) as error:
         if wants_traceback:
             raise
@@ -100,3 +112,30 @@ def run_cli(hydra_main: Callable[[], object], prog: str) -> None:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def quit_on_closed_pipe() -> None:
+    """The reader of stdout went away (`sac-eval ... | head -1`): stop printing, quietly.
+    Everything the command writes to files is written before it prints."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
+    sys.exit(0)
+
+
+GENERIC_ENV = "generic"
+
+
+def env_file_for_id(argv: list[str]) -> list[str]:
+    """`sac-train env.id=<id>` without `env=`: the id's own env file when there is one
+    (`env.id=Hopper-v4` is `env=Hopper-v4`), else `env=generic`, so that the task never
+    inherits the default task's settings (HalfCheetah-v4's 3M steps). An experiment preset
+    chooses its own env file."""
+    keys = [arg.split("=", 1)[0].lstrip("+~") for arg in argv]
+    if "env.id" not in keys or "env" in keys or "experiment" in keys:
+        return argv
+    at = keys.index("env.id")
+    env_id = argv[at].split("=", 1)[1]
+    files = importlib.resources.files("sac_cli.conf") / "env"
+    own = (files / f"{env_id}.yaml").is_file() and env_id != GENERIC_ENV
+    # Beside env.id= itself: among the overrides, wherever they stand among the flags.
+    return [*argv[: at + 1], f"env={env_id if own else GENERIC_ENV}", *argv[at + 1 :]]

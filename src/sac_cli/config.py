@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 from sac_cli.errors import UserError
 
@@ -41,7 +42,8 @@ class LoggerMode(str, Enum):
 
 @dataclass
 class EnvConfig:
-    id: str = "HalfCheetah-v4"
+    # Set by the env file (conf/env/) or env.id=<id>; no default task here.
+    id: str = MISSING
     # Reward scale of SAC 2018a (its appendix D); agent=sac_v1 uses it, agent=sac does not.
     reward_scale: float = 5.0
 

@@ -89,6 +89,7 @@ def make_env(
             "sac-cli's MLP networks need flat vector observations"
         )
     if video_dir is not None:
+        film_mujoco_well(env)
         env = gym.wrappers.RecordVideo(
             env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True
         )
@@ -100,3 +101,21 @@ def make_env(
 
 def env_dims(env: gym.Env) -> tuple[int, int]:
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+
+
+def film_mujoco_well(env: gym.Env) -> None:
+    """For a MuJoCo task's video: its model's tracking camera ("track", which follows the
+    body's centre of mass) where it has one, so that the body stays in frame however far it
+    runs; and no shadows or reflections, which take most of a frame's time with software
+    OpenGL (EGL without a GPU: HalfCheetah 54 -> 15 ms a frame at 480x480)."""
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    if renderer is None:
+        return
+    import mujoco
+
+    camera = mujoco.mj_name2id(env.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    if camera >= 0:
+        renderer.camera_id = camera
+    viewer = renderer._get_viewer("rgb_array")  # created here rather than at the first frame
+    for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
+        viewer.scn.flags[flag] = 0

@@ -25,7 +25,7 @@ class EvalCommandConfig:
     env_id: str | None = None
     # Record every episode as an MP4 under <out>/videos/.
     video: bool = False
-    # Where eval.json and videos/ go; null: the checkpoint's run directory.
+    # Where eval-<checkpoint>-step-<step>.json and videos/ go; null: the checkpoint's run directory.
     out: str | None = None
 
 

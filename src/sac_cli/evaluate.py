@@ -27,10 +27,10 @@ from sac_cli.evaluation import (
     prepare_offscreen_rendering,
     record_episodes,
 )
+from sac_cli.progress import plural
 from sac_cli.seeding import eval_seeds
 
 PROG = "sac-eval"
-RESULT_FILE = "eval.json"
 
 register_eval_configs()
 
@@ -126,6 +126,13 @@ def print_table(result: EvalResult, seeds: list[int], header: str) -> None:
     print(f"{'std':>7}  {'':>10}  {result.return_std:>12.2f}")
 
 
+def result_name(path: Path, step: int, cfg: EvalCommandConfig) -> str:
+    """What names an evaluation's results (eval-<name>.json, videos): the checkpoint and its
+    step, and how it was evaluated, so that evaluating another checkpoint keeps this one."""
+    name = f"{path.stem}-step-{step}" + ("-stochastic" if cfg.stochastic else "")
+    return name if cfg.seed is None else f"{name}-seed-{cfg.seed}"
+
+
 def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
     validate_eval(cfg)
     if cfg.video:
@@ -150,9 +157,9 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
         torch.manual_seed(seed)  # the stochastic policy's samples
         deterministic = not cfg.stochastic
         videos: list[Path] = []
+        name = result_name(path, step, cfg)
         if cfg.video:
             check_video_support(env_id)
-            name = f"{path.stem}-step-{step}" + ("-stochastic" if cfg.stochastic else "")
             result, videos = record_episodes(
                 agent, env_id, seeds, out_dir / VIDEO_DIR, name, deterministic, step_limit
             )
@@ -160,12 +167,6 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
             result = evaluate(agent, env, seeds, deterministic)
     finally:
         env.close()
-    mode = "stochastic" if cfg.stochastic else "deterministic"
-    print_table(
-        result,
-        seeds,
-        f"{path} | {env_id} | step {step} | {mode} policy | seed {seed} | {device}",
-    )
     report = {
         "return_mean": result.return_mean,
         "return_std": result.return_std,
@@ -180,9 +181,15 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
         "deterministic": deterministic,
         "videos": [str(video) for video in videos],
     }
-    out = out_dir / RESULT_FILE
+    out = out_dir / f"eval-{name}.json"
     ckpt.atomic_write_text(json.dumps(report, indent=2) + "\n", out)
-    videos_note = f" and {len(videos)} videos in {out_dir / VIDEO_DIR}" if videos else ""
+    mode = "stochastic" if cfg.stochastic else "deterministic"
+    print_table(
+        result,
+        seeds,
+        f"{path} | {env_id} | step {step} | {mode} policy | seed {seed} | {device}",
+    )
+    videos_note = f" and {plural(len(videos), 'video')} in {out_dir / VIDEO_DIR}" if videos else ""
     print(f"wrote {out}{videos_note}")
     return report
 

@@ -1,4 +1,4 @@
-"""Where numbers go: a W&B run (offline by default), metrics.jsonl, and the terminal."""
+"""Where numbers go: a W&B run (offline by default) and metrics.jsonl (the terminal: progress)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from sac_cli.checkpoint import atomic_write_text
 from sac_cli.errors import UserError
@@ -43,10 +41,11 @@ def _step_of(line: str) -> float | None:
     return step if isinstance(step, (int, float)) and not isinstance(step, bool) else None
 
 
-def json_row(step: int, metrics: dict[str, float]) -> str:
-    """One metrics.jsonl row as strict JSON: a NaN or infinite value is written as null."""
+def json_row(step: int, metrics: dict[str, float], wall_time: float) -> str:
+    """One metrics.jsonl row as strict JSON: a NaN or infinite value is written as null;
+    `time` is the wall-clock time of the row (Unix seconds)."""
     row = {key: value if math.isfinite(value) else None for key, value in metrics.items()}
-    return json.dumps({"step": step, **row}, allow_nan=False)
+    return json.dumps({"step": step, **row, "time": round(wall_time, 3)}, allow_nan=False)
 
 
 class MetricAccumulator:
@@ -109,7 +108,7 @@ class RunLogger:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         with self._writing():
-            self.file.write(json_row(step, metrics) + "\n")
+            self.file.write(json_row(step, metrics, time.time()) + "\n")
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
 
@@ -147,48 +146,3 @@ class RunLogger:
             except Exception as error:  # e.g. its service process ended by the same SIGTERM
                 log.warning("W&B run %s was not closed cleanly (%s: %s); its offline files "
                             "stay as written", run.id, type(error).__name__, error)
-
-
-class Progress:
-    """A live bar on a terminal; plain lines (at each evaluation) when output is redirected."""
-
-    def __init__(self, total: int, initial: int) -> None:
-        self.interactive = sys.stderr.isatty()
-        self.total = total
-        self.bar = tqdm(
-            total=total,
-            initial=initial,
-            unit="step",
-            dynamic_ncols=True,
-            smoothing=0.05,
-            disable=not self.interactive,
-        )
-        self.start_time = time.monotonic()
-        self.start_step = initial
-
-    def update(self, step: int, **postfix: float) -> None:
-        if self.interactive:
-            self.bar.update(step - self.bar.n)
-            if postfix:
-                self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
-
-    def line(self, step: int, **values: float) -> None:
-        if self.interactive:
-            return
-        elapsed = time.monotonic() - self.start_time
-        rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - step) / rate if rate > 0 else float("nan")
-        parts = [f"step {step}/{self.total}", f"{rate:.0f} steps/s", f"ETA {_duration(eta)}"]
-        parts += [f"{k} {v:.4g}" for k, v in values.items()]
-        print(" | ".join(parts), file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:  # nan
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"

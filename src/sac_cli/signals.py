@@ -13,6 +13,8 @@ import signal
 import threading
 from pathlib import Path
 
+from sac_cli.commands import resume_command
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
@@ -23,12 +25,12 @@ class Stopped(BaseException):
     def __init__(self, signum: int, step: int, path: Path | None, run_dir: Path) -> None:
         self.signum = signum
         name = signal.Signals(signum).name
-        resume = f"to resume, run the same command with hydra.run.dir={run_dir}"
         if path is None:
-            message = f"stopped by {name} during start-up, before training: nothing saved"
+            self.what = f"stopped by {name} during start-up, before training: nothing saved"
+            super().__init__(self.what)
         else:
-            message = f"stopped by {name} at step {step}; checkpoint saved to {path}; {resume}"
-        super().__init__(message)
+            self.what = f"stopped by {name} at step {step}; checkpoint saved to {path}"
+            super().__init__(f"{self.what}; to resume: {resume_command(run_dir)}")
 
 
 class StopRequest:

@@ -41,9 +41,12 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from sac_cli.cli import one_line
+from sac_cli.commands import SWEEP_DIR_KEY, command, quoted, resume_command
 from sac_cli.config import TrainConfig
 from sac_cli.device import usable_cpus
 from sac_cli.errors import UserError
+from sac_cli.progress import plural
+from sac_cli.run_dir import HYDRA_DIR
 from sac_cli.signals import STOP, Stopped
 from sac_cli.trainer import Trainer
 
@@ -202,8 +205,8 @@ class SweepStopped(BaseException):
     def __init__(self, label: str, stop: Stopped, sweep_dir: str) -> None:
         self.signum = stop.signum
         super().__init__(
-            f"{label} {stop}; the sweep stopped there: to go on, run the same command with "
-            f"hydra.sweep.dir={sweep_dir}"
+            f"{label} {stop.what}; the sweep stopped there; to go on: "
+            f"{resume_command(Path(sweep_dir), SWEEP_DIR_KEY)}"
         )
 
 
@@ -307,16 +310,27 @@ def failed_jobs(sweep: _Sweep) -> list[str]:
     return [line for _, line in sorted(lines)]
 
 
+def jobs_run(sweep: _Sweep) -> int:
+    """Run directories of the sweep that this sweep wrote to (their .hydra/ record)."""
+    if sweep.dir is None or not sweep.dir.is_dir():
+        return 0
+    records = sweep.dir.glob(f"**/{HYDRA_DIR}/config.yaml")
+    return sum(1 for path in records if path.stat().st_mtime >= sweep.started)
+
+
 def report_failures(finished: bool = True) -> bool:
-    """One line per failed job; with `finished`, a last line saying the others ran."""
+    """One line per failed job; with `finished`, a closing summary: how many jobs ran and
+    failed, where the results are, how to plot them."""
     failed = failed_jobs(SWEEP)
     for line in failed:
         print(f"{PROG}: error: {line}", file=sys.stderr)
-    if failed and finished:
-        n = len(failed)
+    if finished and SWEEP.dir is not None:
+        ran = max(jobs_run(SWEEP), len(failed))
+        done = ran - len(failed)
+        outcome = f"{plural(ran, 'job')}: {done} ran to the end, {len(failed)} failed"
         print(
-            f"{PROG}: {n} job{'s' if n > 1 else ''} of the sweep in {SWEEP.dir} failed; "
-            "the others ran to the end",
+            f"{PROG}: sweep over, {outcome}; results in {quoted(SWEEP.dir)}; plot them: "
+            f"{command('sac-plot')} {quoted(SWEEP.dir)}",
             file=sys.stderr,
         )
     return bool(failed)

@@ -7,6 +7,7 @@ sweep adds (names, shared cores, failure isolation, requeue under submitit).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,12 +15,15 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from sac_cli import sweep
 from sac_cli.checkpoint import CHECKPOINT_DIR, LAST
-from sac_cli.cli import exit_on_user_error, run_cli
+from sac_cli.cli import env_file_for_id, exit_on_user_error, run_cli
 from sac_cli.config import TrainConfig, register_configs, validate
 from sac_cli.device import resolve_device
+from sac_cli.errors import UserError
+from sac_cli.progress import plural, summary
 from sac_cli.run_dir import locked, write_hydra_record
 from sac_cli.signals import STOP, Stopped
 from sac_cli.trainer import Trainer
@@ -48,13 +52,22 @@ def train(cfg: DictConfig) -> float:
         if resuming and trainer.step < trainer.cfg.total_steps:
             write_hydra_record(run_dir, cfg, HydraConfig.instance().cfg)
         preempt = sweep.submitit_preempt_signal()
-        if preempt is None:
-            return trainer.run()
-        return sweep.run_requeueable(trainer, preempt)
+        if preempt is not None:
+            return sweep.run_requeueable(trainer, preempt)
+        result = trainer.run()
+    if not sweep.is_multirun():
+        print(f"{PROG}: " + summary(
+            run_dir, trainer.step, trainer.steps_trained, trainer.wall_time,
+            trainer.last_eval_return, trainer.best_return, trainer.best_step,
+        ), file=sys.stderr)  # fmt: skip
+    return result
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
-    config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    try:
+        config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    except MissingMandatoryValue as error:
+        raise UserError(f"{error.full_key} is not set: pass {error.full_key}=<value>") from None
     validate(config)
     device = resolve_device(config.device)
     share = sweep.job_threads()  # this job's cores when a sweep runs jobs side by side
@@ -69,12 +82,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     trainer = Trainer(
         config, run_dir, device, config_dict, parallel_branches  # type: ignore[arg-type]
     )
+    if sweep.is_multirun():
+        # Jobs that run side by side share the terminal: labelled lines, no bars.
+        trainer.progress_style = (str(config.logger.name), share is None)
     log.info(
-        "training %s with %s on %s (%d threads%s) in %s",
+        "training %s with %s for %s (the first %s random) on %s (%s%s) in %s",
         config.env.id,
         config.agent.name.value,
+        plural(config.total_steps, "step"),
+        f"{min(config.learning_starts, config.total_steps):,}",
         device,
-        torch.get_num_threads(),
+        plural(torch.get_num_threads(), "thread"),
         ", critic and policy branches in parallel" if trainer.agent.parallel_branches else "",
         run_dir,
     )
@@ -91,6 +109,10 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     STOP.install()
+    sys.argv[1:] = env_file_for_id(sys.argv[1:])
+    if not sys.stderr.isatty():
+        # No colour codes in redirected logs (Optuna's colorlog honours the convention).
+        os.environ.setdefault("NO_COLOR", "1")
     sweep.SWEEP.dir = None  # set by SweepCallback when this is a multirun
     try:
         run_cli(_hydra_main, PROG)

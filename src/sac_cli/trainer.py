@@ -61,13 +61,8 @@ from sac_cli.evaluation import (
     prepare_offscreen_rendering,
     record_episodes,
 )
-from sac_cli.logger import (
-    METRICS_FILE,
-    MetricAccumulator,
-    Progress,
-    RunLogger,
-    truncate_metrics,
-)
+from sac_cli.logger import METRICS_FILE, MetricAccumulator, RunLogger, truncate_metrics
+from sac_cli.progress import Progress
 from sac_cli.replay import ReplayBuffer
 from sac_cli.run_dir import check_resumable
 from sac_cli.seeding import eval_seeds, restore_rng_state, rng_state, seed_everything
@@ -129,6 +124,9 @@ class Trainer:
         self.episodes = 0
         self.last_checkpoint_step = 0
         self.best_return = -math.inf
+        self.best_step: int | None = None
+        self.wall_time = 0.0  # seconds this process has trained
+        self.steps_trained = 0  # by this process
         self.last_eval_return = math.nan
         self.wandb_run_id: str | None = None
         self.logger: RunLogger | None = None
@@ -139,6 +137,8 @@ class Trainer:
         # newest stored transition leaves an episode open.
         self.obs = None
         self.mid_episode = False
+        # Progress's label and bar: a job of a sweep sets them (see sac_cli.train).
+        self.progress_style: tuple[str, bool] = ("", True)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -164,8 +164,11 @@ class Trainer:
         if self.wandb_run_id is not None and self.step == 0:
             # Killed before its first checkpoint, the run starts over, in the same W&B run.
             ckpt.atomic_write_text(self.wandb_run_id, self.checkpoint_dir / WANDB_ID_FILE)
-        progress = Progress(self.cfg.total_steps, self.step)
+        progress = Progress(
+            self.cfg.total_steps, self.step, self.cfg.learning_starts, *self.progress_style
+        )
         exit_code, preempted = 1, False
+        started, first_step = time.monotonic(), self.step
         try:
             with STOP.installed():
                 self._loop(progress)
@@ -176,6 +179,7 @@ class Trainer:
             preempted = True
             raise
         finally:
+            self.wall_time, self.steps_trained = time.monotonic() - started, self.step - first_step
             progress.close()
             self.logger.close(exit_code, preempted=preempted)
             self.env.close()
@@ -209,12 +213,14 @@ class Trainer:
                         "train/episode_length": int(info["episode"]["l"]),
                     }
                 )
+                progress.update(self.step, train_return=last_return)
+            else:
+                progress.update(self.step)
             if self.step % cfg.logger.every == 0:
                 now = time.perf_counter()
                 sps = (self.step - window_step) / (now - window_start)
                 window_start, window_step = now, self.step
                 self._log({**self.metrics.pop_means(), "perf/sps": sps})
-                progress.update(self.step, ret=last_return, sps=sps)
             if cfg.eval.episodes > 0 and (
                 self.step % cfg.eval.every == 0 or self.step == cfg.total_steps
             ):
@@ -232,7 +238,6 @@ class Trainer:
             if episode_done:
                 self.obs, _ = self.env.reset()
             obs = self.obs
-        progress.update(self.step)
 
     def _checkpoint_due(self, episode_done: bool) -> bool:
         """At an episode end `checkpoint.every` steps after the last checkpoint; within a long
@@ -268,7 +273,7 @@ class Trainer:
         self.last_eval_return = result.return_mean
         self._log({"eval/return_mean": result.return_mean, "eval/return_std": result.return_std})
         if result.return_mean > self.best_return:
-            self.best_return = result.return_mean
+            self.best_return, self.best_step = result.return_mean, self.step
             self._save(ckpt.BEST, with_buffer=False)
 
     # --- checkpoints ----------------------------------------------------------------------
@@ -284,6 +289,7 @@ class Trainer:
             "episodes": self.episodes,
             "last_checkpoint_step": self.step,
             "best_return": self.best_return,
+            "best_step": self.best_step,
             "last_eval_return": self.last_eval_return,
             "wandb_run_id": self.wandb_run_id,
             "agent": self.agent.state_dict(),
@@ -404,6 +410,7 @@ class Trainer:
         self.episodes = state["episodes"]
         self.last_checkpoint_step = state["last_checkpoint_step"]
         self.best_return = state["best_return"]
+        self.best_step = state.get("best_step")  # absent from checkpoints of sac-cli <= 0.1
         self.last_eval_return = state["last_eval_return"]
         self.wandb_run_id = state["wandb_run_id"]
         restore_rng_state(state["rng"], self.env)
