@@ -55,8 +55,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sac_cli import plot
 from sac_cli.errors import UserError
+from sac_cli.reporting import metrics
+from sac_cli.reporting.figures import plot_curves
+from sac_cli.reporting.runs import Group, Run, final_values, load_run
+from sac_cli.reporting.stats import N_BOOTSTRAP, bootstrap_difference_ci, permutation_p
+from sac_cli.reporting.tables import fmt, stat
 
 PROG = "benchmarks/learning.py"
 METRIC = "eval/return_mean"
@@ -195,7 +199,7 @@ def run_sb3(spec: dict) -> None:
             return gym.make(env_id)
 
     env, eval_env = make(), make()
-    metrics = (run_dir / plot.METRICS_FILE).open("w", buffering=1)
+    metrics_file = (run_dir / metrics.METRICS_FILE).open("w", buffering=1)
 
     class Evaluate(BaseCallback):
         def __init__(self) -> None:
@@ -229,7 +233,7 @@ def run_sb3(spec: dict) -> None:
                 "perf/train_sps": step / train_time if train_time > 0 else math.nan,
                 "time/elapsed_s": time.perf_counter() - self.start,
             }
-            metrics.write(json.dumps(row) + "\n")
+            metrics_file.write(json.dumps(row) + "\n")
             print(f"sb3 {env_id} seed={seed} step={step} eval={row[METRIC]:.1f}", flush=True)
 
         def _on_step(self) -> bool:
@@ -247,7 +251,7 @@ def run_sb3(spec: dict) -> None:
         **hp,
     )
     model.learn(total_timesteps=steps, callback=Evaluate())
-    metrics.close()
+    metrics_file.close()
     env.close()
     eval_env.close()
 
@@ -256,17 +260,10 @@ def run_sb3(spec: dict) -> None:
 
 
 def final_step_done(run_dir: Path, steps: int) -> bool:
-    path = run_dir / plot.METRICS_FILE
+    path = run_dir / metrics.METRICS_FILE
     if not path.is_file():
         return False
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and row.get("step") == steps and METRIC in row:
-            return True
-    return False
+    return any(row["step"] == steps and METRIC in row for _, _, row in metrics.rows(path))
 
 
 def write_sb3_run_files(job: Job, args: argparse.Namespace, hp: dict) -> None:
@@ -330,9 +327,9 @@ def run_job(job: Job, args: argparse.Namespace, hp: dict | None) -> tuple[Job, i
 # --------------------------------------------------------------------------- report
 
 
-def load_groups(out: Path, envs: list[str] | None = None) -> list[plot.Group]:
+def load_groups(out: Path, envs: list[str] | None = None) -> list[Group]:
     """The runs under out/ENV/IMPL/seed=N, grouped by (env, implementation)."""
-    groups: list[plot.Group] = []
+    groups: list[Group] = []
     env_dirs = sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
     for env_dir in env_dirs:
         for impl in IMPLS:
@@ -340,9 +337,9 @@ def load_groups(out: Path, envs: list[str] | None = None) -> list[plot.Group]:
             if not impl_dir.is_dir():
                 continue
             runs = [
-                plot.load_run(p, METRIC)
+                load_run(p, METRIC)
                 for p in sorted(impl_dir.glob("seed=*"))
-                if (p / plot.METRICS_FILE).is_file()
+                if (p / metrics.METRICS_FILE).is_file()
             ]
             runs = [r for r in runs if r.values.size]
             if not runs:
@@ -351,20 +348,13 @@ def load_groups(out: Path, envs: list[str] | None = None) -> list[plot.Group]:
             if envs is not None and env_id not in envs:
                 continue
             runs.sort(key=lambda r: (r.seed is None, r.seed or 0))
-            groups.append(plot.Group(env_id, IMPL_LABELS[impl], (("impl", impl),), runs))
+            groups.append(Group(env_id, IMPL_LABELS[impl], (("impl", impl),), runs))
     return groups
 
 
-def _train_sps(run: plot.Run) -> float:
+def _train_sps(run: Run) -> float:
     """Environment steps per second of training (evaluation time left out)."""
-    rows = []
-    for line in (run.path / plot.METRICS_FILE).read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
+    rows = [row for _, _, row in metrics.rows(run.path / metrics.METRICS_FILE)]
     sb3 = [r["perf/train_sps"] for r in rows if "perf/train_sps" in r]
     if sb3:
         return float(sb3[-1])
@@ -374,7 +364,7 @@ def _train_sps(run: plot.Run) -> float:
     return float(np.median(ours)) if ours else math.nan
 
 
-def env_table(groups: list[plot.Group], env_id: str) -> list[str]:
+def env_table(groups: list[Group], env_id: str) -> list[str]:
     panel = [g for g in groups if g.env_id == env_id]
     steps = sorted({int(s) for g in panel for r in g.runs for s in r.steps})
     header = [
@@ -392,18 +382,18 @@ def env_table(groups: list[plot.Group], env_id: str) -> list[str]:
     ]
     for group in panel:
         runs = group.runs
-        final = plot.final_values(runs)
+        final = final_values(runs)
         best = np.array([r.values.max() for r in runs])
         at = []
         for s in steps:
             vals = [float(r.values[r.steps == s][0]) for r in runs if np.any(r.steps == s)]
-            at.append(plot._fmt(float(np.mean(vals))) if len(vals) == len(runs) else "n/a")
+            at.append(fmt(float(np.mean(vals))) if len(vals) == len(runs) else "n/a")
         sps = [_train_sps(r) for r in runs]
         cells = [
             group.label,
             str(len(runs)),
-            *plot._stat(final),
-            plot._stat(best)[0],
+            *stat(final),
+            stat(best)[0],
             *at,
             f"{np.nanmean(sps):.0f}" if np.any(np.isfinite(sps)) else "n/a",
         ]
@@ -411,7 +401,7 @@ def env_table(groups: list[plot.Group], env_id: str) -> list[str]:
     lines.append("")
     for group in panel:
         per_seed = ", ".join(
-            f"{r.seed}: {plot._fmt(float(r.values[-1]))} (step {int(r.steps[-1])})"
+            f"{r.seed}: {fmt(float(r.values[-1]))} (step {int(r.steps[-1])})"
             for r in group.runs
         )
         lines.append(f"- {group.label}, final return per seed: {per_seed}")
@@ -421,15 +411,15 @@ def env_table(groups: list[plot.Group], env_id: str) -> list[str]:
     return lines
 
 
-def comparison_line(ours: plot.Group, theirs: plot.Group) -> str:
+def comparison_line(ours: Group, theirs: Group) -> str:
     """The difference of the mean final returns, its bootstrap CI and a permutation p-value:
     what "no worse than SB3 at equal steps" is judged on."""
-    a, b = plot.final_values(ours.runs), plot.final_values(theirs.runs)
-    diff, low, high = plot.bootstrap_difference_ci(a, b)
-    p, splits = plot.permutation_p(a, b)
-    ci = f"[{plot._fmt(low)}, {plot._fmt(high)}]" if math.isfinite(low) else "n/a (1 seed)"
+    a, b = final_values(ours.runs), final_values(theirs.runs)
+    diff, low, high = bootstrap_difference_ci(a, b)
+    p, splits = permutation_p(a, b)
+    ci = f"[{fmt(low)}, {fmt(high)}]" if math.isfinite(low) else "n/a (1 seed)"
     return (
-        f"- {ours.label} minus {theirs.label}, final return: {plot._fmt(diff)}, "
+        f"- {ours.label} minus {theirs.label}, final return: {fmt(diff)}, "
         f"95% bootstrap CI {ci} (seeds resampled within each side), "
         f"permutation p = {p:.3f} (two-sided, {splits} relabellings)"
     )
@@ -439,7 +429,7 @@ def _kilo(step: int) -> str:
     return f"{step // 1000}k" if step % 1000 == 0 else str(step)
 
 
-def write_report(out: Path, groups: list[plot.Group], command: str) -> tuple[str, list[Path]]:
+def write_report(out: Path, groups: list[Group], command: str) -> tuple[str, list[Path]]:
     if not groups:
         raise UserError(f"no finished evaluations under {out}")
     lines = [
@@ -450,7 +440,7 @@ def write_report(out: Path, groups: list[plot.Group], command: str) -> tuple[str
         f"Metric `{METRIC}`: deterministic policy, mean return of the evaluation episodes on a "
         "separate environment, episode seeds from `sac_cli.seeding.eval_seeds(seed, step, "
         "episodes)` for both implementations. Final: each seed's last evaluation; the mean "
-        f"over seeds with its 95% percentile-bootstrap CI ({plot.N_BOOTSTRAP} resamples). "
+        f"over seeds with its 95% percentile-bootstrap CI ({N_BOOTSTRAP} resamples). "
         "Best: mean over seeds of each seed's best evaluation. @step: mean over seeds at that "
         "step. Train steps/s: environment steps per second while training, evaluation "
         "excluded (one torch thread, CPU, runs sharing the machine). The last line compares "
@@ -462,7 +452,7 @@ def write_report(out: Path, groups: list[plot.Group], command: str) -> tuple[str
         lines += ["", f"## {env_id}", "", *env_table(groups, env_id)]
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
-    paths = plot.plot_curves(groups, METRIC, out / "learning_curves")
+    paths = plot_curves(groups, METRIC, out / "learning_curves")
     table = out / "learning.md"
     table.write_text(text)
     return text, [*paths, table]

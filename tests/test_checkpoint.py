@@ -97,9 +97,9 @@ def test_every_piece_of_state_round_trips(tmp_path: Path, agent: str, temperatur
     second._restore(ckpt.load(path), path)
 
     assert_same(second.agent.state_dict(), first.agent.state_dict(), "agent")
-    assert second.agent.optimizers().keys() == first.agent.optimizers().keys()
-    for name, optimizer in first.agent.optimizers().items():
-        restored = second.agent.optimizers()[name].state_dict()
+    assert second.engine.optimizers.keys() == first.engine.optimizers.keys()
+    for name, optimizer in first.engine.optimizers.items():
+        restored = second.engine.optimizers[name].state_dict()
         assert_same(restored, optimizer.state_dict(), f"optimizer {name}")
         assert restored["state"], f"optimizer {name} has no moments: nothing was tested"
     assert torch.equal(second.agent.temperature.log_alpha, first.agent.temperature.log_alpha)
@@ -111,15 +111,15 @@ def test_every_piece_of_state_round_trips(tmp_path: Path, agent: str, temperatur
                  "last_eval_return", "wandb_run_id", "buffer_file_step"):
         assert getattr(second, name) == getattr(first, name), name
     assert (second.step, second.episodes) == (300, 1)
-    assert second.agent.num_updates == first.agent.num_updates == 201
+    assert second.engine.num_updates == first.engine.num_updates == 201
     assert_same(second.metrics.sums, first.metrics.sums, "metrics")
     assert second.metrics.count == first.metrics.count == 50
 
     # Behaviour, not only values: the same next update gives the same weights.
     generator = torch.get_rng_state()
-    first.agent.update(first.buffer.sample(32))
+    first.engine.update(first.buffer.sample(32))
     torch.set_rng_state(generator)
-    second.agent.update(second.buffer.sample(32))
+    second.engine.update(second.buffer.sample(32))
     assert_same(second.agent.state_dict(), first.agent.state_dict(), "agent after an update")
 
 

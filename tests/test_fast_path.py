@@ -35,6 +35,7 @@ from sac_cli.config import (
 from sac_cli.networks import COMPILE_ACTIVATIONS, QEnsemble, TanhGaussianActor
 from sac_cli.replay import ReplayBuffer
 from sac_cli.sac_v1 import SACv1
+from sac_cli.update import UpdateEngine, branch_threads_by_default
 
 OBS_DIM, ACT_DIM, HIDDEN, BATCH = 5, 3, [32, 32], 64
 LR = {"actor": 1e-3, "critic": 2e-3, "value": 3e-3, "alpha": 4e-3}
@@ -66,12 +67,14 @@ def config(name: AgentName, mode: TemperatureMode, compile: bool = False) -> Tra
     )
 
 
-def make_agent(
+def make_engine(
     name: AgentName, mode: TemperatureMode, compile: bool = False, parallel: bool | None = None
-):
+) -> UpdateEngine:
+    """An agent and the engine that runs its updates (parallel=None: the engine's default)."""
     torch.manual_seed(0)
     cfg = config(name, mode, compile)
-    return build_agent(cfg, OBS_DIM, ACT_DIM, torch.device("cpu"), parallel_branches=parallel)
+    device = torch.device("cpu")
+    return UpdateEngine(build_agent(cfg, OBS_DIM, ACT_DIM, device), device, parallel, compile)
 
 
 def filled_buffer(seed: int = 0) -> ReplayBuffer:
@@ -246,12 +249,13 @@ CASES = [
 @pytest.mark.parametrize("parallel", [False, True], ids=["one-thread", "two-branches"])
 @pytest.mark.parametrize(("name", "mode"), CASES)
 def test_eager_fast_path_matches_the_straightforward_formulas(name, mode, parallel) -> None:
-    agent = make_agent(name, mode, parallel=parallel).double()
-    assert agent.parallel_branches is parallel
+    engine = make_engine(name, mode, parallel=parallel)
+    agent = engine.agent.double()
+    assert engine.branch_threads is parallel
     ref = Reference(agent)
     for step, batch in enumerate(batches(torch.float64)):
         torch.manual_seed(100 + step)
-        metrics = agent.update(batch)
+        metrics = engine.update(batch)
         torch.manual_seed(100 + step)
         expected = ref.update(batch)
         assert set(metrics) == set(expected)
@@ -259,51 +263,56 @@ def test_eager_fast_path_matches_the_straightforward_formulas(name, mode, parall
             torch.testing.assert_close(metrics[key], value, rtol=1e-9, atol=1e-11, msg=key)
     check_same_networks(agent, ref, rtol=1e-9, atol=1e-11)
     # Something was learned, so that the comparison says something.
-    assert not torch.equal(agent.actor.net[0].weight, make_agent(name, mode).actor.net[0].weight)
+    fresh = make_engine(name, mode).agent
+    assert not torch.equal(agent.actor.net[0].weight, fresh.actor.net[0].weight)
 
 
 @pytest.mark.parametrize(("name", "mode"), [CASES[0], CASES[2]])
 def test_two_branches_give_the_one_thread_update_bit_for_bit(name, mode) -> None:
-    one, two = make_agent(name, mode, parallel=False), make_agent(name, mode, parallel=True)
+    one, two = make_engine(name, mode, parallel=False), make_engine(name, mode, parallel=True)
     for step, batch in enumerate(batches(torch.float32)):
         torch.manual_seed(step)
         a = one.update(batch)
         torch.manual_seed(step)
         b = two.update(batch)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    for (key, x), y in zip(one.state_dict().items(), two.state_dict().values(), strict=True):
+    states = zip(one.agent.state_dict().items(), two.agent.state_dict().values(), strict=True)
+    for (key, x), y in states:
         assert torch.equal(x, y), key
-    for x, y in zip(one.optimizer.state.values(), two.optimizer.state.values(), strict=True):
+    adams = (one.optimizers["networks"].state, two.optimizers["networks"].state)
+    for x, y in zip(adams[0].values(), adams[1].values(), strict=True):
         assert all(torch.equal(x[k], y[k]) for k in x)
 
 
 def test_branches_run_in_parallel_by_default_only_with_one_torch_thread() -> None:
     two_cores = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False
-    assert make_agent(AgentName.sac, TemperatureMode.auto).parallel_branches is two_cores
+    assert make_engine(AgentName.sac, TemperatureMode.auto).branch_threads is two_cores
+    assert branch_threads_by_default(torch.device("cpu"), shares_cores=True) is False  # sweeps
     torch.set_num_threads(2)  # the fixture restores it
-    assert make_agent(AgentName.sac, TemperatureMode.auto).parallel_branches is False
+    assert make_engine(AgentName.sac, TemperatureMode.auto).branch_threads is False
 
 
 def test_float32_fast_path_matches_the_reference_closely() -> None:
-    agent = make_agent(AgentName.sac, TemperatureMode.auto)
-    ref = Reference(agent)
-    assert_same_float32_updates(agent, ref, rtol=1e-5, atol=1e-6)
-    check_same_networks(agent, ref, rtol=1e-5, atol=1e-6)
+    engine = make_engine(AgentName.sac, TemperatureMode.auto)
+    ref = Reference(engine.agent)
+    assert_same_float32_updates(engine, ref, rtol=1e-5, atol=1e-6)
+    check_same_networks(engine.agent, ref, rtol=1e-5, atol=1e-6)
 
 
-def assert_same_float32_updates(agent, expected_agent, rtol: float, atol: float) -> None:
-    """Both take the same float32 batches with the same noise; their metrics agree."""
+def assert_same_float32_updates(engine, expected, rtol: float, atol: float) -> None:
+    """Both (engines, or the reference) take the same float32 batches with the same noise;
+    their metrics agree."""
     for step, batch in enumerate(batches(torch.float32)):
         torch.manual_seed(step)
-        expected = expected_agent.update(batch)
+        want = expected.update(batch)
         torch.manual_seed(step)
-        metrics = agent.update(batch)
-        for key, value in expected.items():
+        metrics = engine.update(batch)
+        for key, value in want.items():
             torch.testing.assert_close(metrics[key], value, rtol=rtol, atol=atol, msg=key)
 
 
 def test_act_draws_the_action_the_policy_defines() -> None:
-    agent = make_agent(AgentName.sac, TemperatureMode.auto)
+    agent = make_engine(AgentName.sac, TemperatureMode.auto).agent
     obs = np.linspace(-1.0, 1.0, OBS_DIM)
     torch.manual_seed(3)
     action = agent.act(obs)
@@ -360,13 +369,16 @@ def test_planned_buffer_bytes_match_a_real_buffer() -> None:
     ("name", "mode", "parallel"), [(*CASES[0], True), (*CASES[3], False)]
 )
 def test_compiled_update_matches_the_eager_one(name, mode, parallel) -> None:
-    eager = make_agent(name, mode, parallel=False)
-    compiled = make_agent(name, mode, compile=True, parallel=parallel)
-    assert compiled._losses is not compiled.losses
+    eager = make_engine(name, mode, parallel=False)
+    compiled = make_engine(name, mode, compile=True, parallel=parallel)
+    assert compiled._both is not compiled._both_branches
     assert_same_float32_updates(compiled, eager, rtol=1e-5, atol=1e-5)
-    for a, b in zip(compiled.state_dict().values(), eager.state_dict().values(), strict=True):
+    weights = zip(compiled.agent.state_dict().values(), eager.agent.state_dict().values(),
+                  strict=True)  # fmt: skip
+    for a, b in weights:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    assert all(m.fn is COMPILE_ACTIVATIONS["relu"] for m in compiled.modules() if hasattr(m, "fn"))
+    modules = compiled.agent.modules()
+    assert all(m.fn is COMPILE_ACTIVATIONS["relu"] for m in modules if hasattr(m, "fn"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -439,11 +451,12 @@ def test_bench_rejects_bad_arguments(args, message, capsys) -> None:
 
 
 def test_deepcopy_of_an_agent_still_updates() -> None:
-    agent = make_agent(AgentName.sac, TemperatureMode.auto)
-    twin = copy.deepcopy(agent)
+    engine = make_engine(AgentName.sac, TemperatureMode.auto)
+    twin = copy.deepcopy(engine)
+    assert twin.agent is not engine.agent
     batch = batches(torch.float32, n=1)[0]
     torch.manual_seed(0)
-    a = agent.update(batch)
+    a = engine.update(batch)
     torch.manual_seed(0)
     b = twin.update(batch)
     assert all(torch.equal(a[k], b[k]) for k in a)

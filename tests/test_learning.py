@@ -15,7 +15,8 @@ import pytest
 import yaml
 from conftest import cli_env, read_metrics
 
-from sac_cli import plot
+from sac_cli.reporting.runs import find_runs, group_runs, load_run
+from sac_cli.reporting.tables import fmt
 from sac_cli.seeding import eval_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,26 +83,26 @@ def test_learning_benchmark_table_matches_the_runs(tmp_path: Path) -> None:
         assert sorted(evals) == [200, 400]
         row = rows[label]
         assert row["seeds"] == "1"
-        assert row["final return"] == plot._fmt(evals[400])
-        assert row["best"] == plot._fmt(max(evals.values()))
-        assert row["@200"] == plot._fmt(evals[200])
-        assert row["@400"] == plot._fmt(evals[400])
-        assert f"3: {plot._fmt(evals[400])} (step 400)" in markdown
+        assert row["final return"] == fmt(evals[400])
+        assert row["best"] == fmt(max(evals.values()))
+        assert row["@200"] == fmt(evals[200])
+        assert row["@400"] == fmt(evals[400])
+        assert f"3: {fmt(evals[400])} (step 400)" in markdown
 
     if HAVE_SB3:
         diff = eval_rows(out / "Pendulum-v1" / "sac-cli" / "seed=3")[400] - eval_rows(
             out / "Pendulum-v1" / "sb3" / "seed=3"
         )[400]
         assert (
-            f"- sac-cli minus Stable-Baselines3 SAC, final return: {plot._fmt(diff)}, "
+            f"- sac-cli minus Stable-Baselines3 SAC, final return: {fmt(diff)}, "
             "95% bootstrap CI n/a (1 seed)" in markdown
         )
         assert "permutation p = 1.000 (two-sided, 2 relabellings)" in markdown
 
     # The run directories are ordinary sac-plot input: one group per implementation.
-    runs = [plot.load_run(p) for p in plot.find_runs([out])]
+    runs = [load_run(p) for p in find_runs([out])]
     assert {r.env_id for r in runs} == {"Pendulum-v1"} and {r.seed for r in runs} == {3}
-    assert len(plot.group_runs(runs)) == len(impls)
+    assert len(group_runs(runs)) == len(impls)
 
     if HAVE_SB3:
         sb3_dir = out / "Pendulum-v1" / "sb3" / "seed=3"

@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from helpers.updates import update
 from torch.distributions import Normal
 from torch.nn import functional as F
 
@@ -88,7 +89,7 @@ def test_policy_loss_is_alpha_log_pi_minus_q() -> None:
 
 
 def test_temperature_loss_and_its_gradient() -> None:
-    temperature = Temperature(alpha=0.5, learned=True, target_entropy=-2.0, lr=1e-3).double()
+    temperature = Temperature(alpha=0.5, learned=True, target_entropy=-2.0).double()
     log_prob = t64([1.0, 3.0, -0.5]).requires_grad_(True)
     loss = temperature.loss(log_prob)
     # -alpha (log pi + H_target), averaged: -0.5 * mean(-1, 1, -2.5)
@@ -212,7 +213,7 @@ def test_sac_update_matches_hand_computation(mode: TemperatureMode) -> None:
     before = copy.deepcopy(agent)
     batch = make_batch()
     torch.manual_seed(42)
-    metrics = agent.update(batch)
+    metrics = update(agent, batch)
 
     torch.manual_seed(42)  # replay the reparameterisation noise in the order the update draws it
     alpha = before.temperature.log_alpha.detach().exp()
@@ -273,7 +274,7 @@ def test_sac_v1_update_matches_hand_computation(mode: TemperatureMode) -> None:
     before = copy.deepcopy(agent)
     batch = make_batch(seed=2)
     torch.manual_seed(7)
-    metrics = agent.update(batch)
+    metrics = update(agent, batch)
 
     torch.manual_seed(7)
     alpha = before.temperature.log_alpha.detach().exp()
@@ -324,17 +325,17 @@ def test_targets_follow_target_update_interval(cls) -> None:
         (agent.critic_target, agent.critic) if cls is SAC else (agent.value_target, agent.value)
     )
     start = [p.clone() for p in target.parameters()]
-    agent.update(make_batch(seed=0))
+    update(agent, make_batch(seed=0))
     assert all(torch.equal(p, p0) for p, p0 in zip(target.parameters(), start, strict=True))
-    agent.update(make_batch(seed=1))
+    update(agent, make_batch(seed=1))
     for p, p0, o in zip(target.parameters(), start, online.parameters(), strict=True):
         torch.testing.assert_close(p, (1 - TAU) * p0 + TAU * o)
 
 
 @pytest.mark.parametrize("cls", [SAC, SACv1])
 def test_metric_names_follow_the_design(cls) -> None:
-    auto = make_agent(cls, TemperatureMode.auto).update(make_batch())
-    fixed = make_agent(cls, TemperatureMode.fixed).update(make_batch())
+    auto = update(make_agent(cls, TemperatureMode.auto), make_batch())
+    fixed = update(make_agent(cls, TemperatureMode.fixed), make_batch())
     extra = {"loss/value"} if cls is SACv1 else set()
     assert set(auto) == DESIGN_METRICS | extra | {"loss/alpha"}
     assert set(fixed) == DESIGN_METRICS | extra
@@ -344,9 +345,9 @@ def test_metric_names_follow_the_design(cls) -> None:
 def test_fixed_temperature_stays_fixed(cls) -> None:
     agent = make_agent(cls, TemperatureMode.fixed, alpha=0.2)
     assert not agent.temperature.log_alpha.requires_grad
-    assert "temperature" not in agent.optimizers()
+    assert "temperature" not in agent.param_groups()
     for seed in range(3):
-        metrics = agent.update(make_batch(seed=seed))
+        metrics = update(agent, make_batch(seed=seed))
         assert "loss/alpha" not in metrics
     torch.testing.assert_close(agent.temperature.alpha, torch.tensor(0.2, dtype=torch.float64))
     torch.testing.assert_close(metrics["alpha"], torch.tensor(0.2, dtype=torch.float64))
@@ -361,7 +362,7 @@ def test_learned_temperature_drives_entropy_toward_target(cls) -> None:
         assert agent.temperature.target_entropy == target_entropy
         alphas = [agent.temperature.alpha.item()]
         for seed in range(3):
-            metrics = agent.update(make_batch(seed=seed, size=64))
+            metrics = update(agent, make_batch(seed=seed, size=64))
             assert metrics["policy/entropy"] < 10.0 and metrics["policy/entropy"] > -50.0
             alphas.append(agent.temperature.alpha.item())
         steps = torch.diff(torch.tensor(alphas)) * direction

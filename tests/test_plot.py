@@ -21,6 +21,9 @@ if importlib.util.find_spec("sac_cli") is None:  # not installed: use the source
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sac_cli import plot  # noqa: E402
+from sac_cli.reporting.figures import align
+from sac_cli.reporting.runs import Run, find_runs, group_runs, load_run
+from sac_cli.reporting.stats import bootstrap_ci, bootstrap_difference_ci, permutation_p
 
 EVAL_STEPS = list(range(0, 50_001, 5_000))
 SEEDS = (0, 1, 2)
@@ -160,9 +163,9 @@ def test_plots_and_table(multirun: Path, hopper: Path, tmp_path: Path, capsys) -
 
 
 def test_grouping_ignores_seed_and_bookkeeping(multirun: Path) -> None:
-    runs = [plot.load_run(p) for p in plot.find_runs([multirun])]
+    runs = [load_run(p) for p in find_runs([multirun])]
     assert len(runs) == 6
-    groups = plot.group_runs(runs)
+    groups = group_runs(runs)
     assert [g.label for g in groups] == [
         f"optimizer.critic_lr={LR_SLOW}",
         f"optimizer.critic_lr={LR_FAST}",
@@ -175,7 +178,7 @@ def test_grouping_ignores_seed_and_bookkeeping(multirun: Path) -> None:
 def test_truncated_last_line_is_skipped(multirun: Path) -> None:
     killed = next(
         r
-        for r in map(plot.load_run, plot.find_runs([multirun]))
+        for r in map(load_run, find_runs([multirun]))
         if r.seed == 2 and r.overrides["optimizer.critic_lr"] == LR_FAST
     )
     assert killed.steps.tolist() == EVAL_STEPS
@@ -197,36 +200,36 @@ def test_single_run_dir_writes_next_to_it(tmp_path: Path, capsys) -> None:
 def test_align_interpolates_onto_the_shared_range() -> None:
     def run(steps):
         steps = np.array(steps)
-        return plot.Run(Path("."), "E", {}, 0, steps, 2.0 * steps)
+        return Run(Path("."), "E", {}, 0, steps, 2.0 * steps)
 
-    grid, values = plot.align([run([0, 10, 20, 30]), run([0, 15, 25])])
+    grid, values = align([run([0, 10, 20, 30]), run([0, 15, 25])])
     assert grid.tolist() == [0, 10, 15, 20, 25]  # union, cut at the shorter run's end
     np.testing.assert_allclose(values, np.stack([2.0 * grid, 2.0 * grid]))
 
 
 def test_bootstrap_ci() -> None:
     x = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0], [4.0, 10.0]])
-    mean, low, high = plot.bootstrap_ci(x)
+    mean, low, high = bootstrap_ci(x)
     np.testing.assert_allclose(mean, [2.5, 10.0])
     assert 1.0 <= low[0] < 2.5 < high[0] <= 4.0
     assert low[1] == pytest.approx(10.0) and high[1] == pytest.approx(10.0)
-    again = plot.bootstrap_ci(x)
+    again = bootstrap_ci(x)
     np.testing.assert_array_equal(again[1], low)  # fixed rng seed: reproducible
-    mean, low, high = plot.bootstrap_ci(np.array([5.0]))
+    mean, low, high = bootstrap_ci(np.array([5.0]))
     assert mean == 5.0 and np.isnan(low) and np.isnan(high)
 
 
 def test_bootstrap_difference_ci() -> None:
     a, b = np.array([10.0, 11.0, 12.0, 13.0]), np.array([1.0, 2.0, 3.0])
-    diff, low, high = plot.bootstrap_difference_ci(a, b)
+    diff, low, high = bootstrap_difference_ci(a, b)
     assert diff == pytest.approx(9.5)
     # The resampled means stay inside each side's range: 10 - 3 <= difference <= 13 - 1.
     assert 7.0 <= low < 9.5 < high <= 12.0
-    assert plot.bootstrap_difference_ci(a, b) == (diff, low, high)  # fixed rng seed
+    assert bootstrap_difference_ci(a, b) == (diff, low, high)  # fixed rng seed
     # A constant offset between equal spreads moves the interval and nothing else.
-    shifted = plot.bootstrap_difference_ci(a + 100.0, b)
+    shifted = bootstrap_difference_ci(a + 100.0, b)
     assert shifted == pytest.approx((diff + 100.0, low + 100.0, high + 100.0))
-    diff, low, high = plot.bootstrap_difference_ci(np.array([5.0]), b)
+    diff, low, high = bootstrap_difference_ci(np.array([5.0]), b)
     assert diff == 3.0 and np.isnan(low) and np.isnan(high)
 
 
@@ -234,15 +237,15 @@ def test_permutation_p_exact() -> None:
     # Completely separated samples of 4 and 4: only the observed split and its mirror image
     # are that extreme, out of C(8, 4) = 70 relabellings.
     a, b = np.array([10.0, 11.0, 12.0, 13.0]), np.array([1.0, 2.0, 3.0, 4.0])
-    assert plot.permutation_p(a, b) == (pytest.approx(2 / 70), 70)
-    assert plot.permutation_p(b, a) == (pytest.approx(2 / 70), 70)  # two-sided
+    assert permutation_p(a, b) == (pytest.approx(2 / 70), 70)
+    assert permutation_p(b, a) == (pytest.approx(2 / 70), 70)  # two-sided
     # Equal samples: every relabelling is at least as far apart as the observed zero.
-    assert plot.permutation_p(a, a.copy())[0] == 1.0
+    assert permutation_p(a, a.copy())[0] == 1.0
     # By hand for a = [0, 3], b = [1, 2]: |mean difference| 0 for the observed split, which
     # all 6 splits reach.
-    assert plot.permutation_p(np.array([0.0, 3.0]), np.array([1.0, 2.0])) == (1.0, 6)
+    assert permutation_p(np.array([0.0, 3.0]), np.array([1.0, 2.0])) == (1.0, 6)
     # a = [0, 1], b = [2, 3]: |difference| 2; splits {0,1}|{2,3} and {2,3}|{0,1} reach it.
-    assert plot.permutation_p(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == (
+    assert permutation_p(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == (
         pytest.approx(2 / 6),
         6,
     )
@@ -251,9 +254,9 @@ def test_permutation_p_exact() -> None:
 def test_permutation_p_sampled_agrees_with_exact() -> None:
     rng = np.random.default_rng(1)
     a, b = rng.normal(0.0, 1.0, 7), rng.normal(1.0, 1.0, 7)
-    exact, splits = plot.permutation_p(a, b)
+    exact, splits = permutation_p(a, b)
     assert splits == 3432  # C(14, 7)
-    sampled, used = plot.permutation_p(a, b, max_splits=3000)
+    sampled, used = permutation_p(a, b, max_splits=3000)
     assert used == 3001  # the observed relabelling counted in
     assert sampled == pytest.approx(exact, abs=0.03)
 
@@ -290,7 +293,7 @@ def test_curves_are_named_by_what_differs_and_short_runs_warned(tmp_path: Path, 
     for lr in ("0.001", "0.0003"):
         write_run(tmp_path / lr, "Pendulum-v1", [*shared, f"optimizer.critic_lr={lr}"], 0, rows)
     write_run(tmp_path / "short", "Hopper-v4", shared, 0, rows[:1])
-    groups = plot.group_runs([plot.load_run(p) for p in plot.find_runs([tmp_path])])
+    groups = group_runs([load_run(p) for p in find_runs([tmp_path])])
     # Shared overrides name nothing; a panel's lone curve keeps its own.
     assert [g.label for g in groups] == [
         ", ".join(shared), "optimizer.critic_lr=0.0003", "optimizer.critic_lr=0.001"]
@@ -307,3 +310,23 @@ def test_curves_are_named_by_what_differs_and_short_runs_warned(tmp_path: Path, 
     table = table_rows((tmp_path / "results.md").read_text())
     assert ("Pendulum-v1", "optimizer.critic_lr=0.001") in table  # the legend's names
 
+
+
+def test_scipy_statistics_reproduce_the_published_learning_figures() -> None:
+    """The figures in README and benchmarks/results/, made with the hand-written statistics
+    before scipy.stats took over, come out again: exactly where they were exact (the means,
+    the exact permutation p-values), to Monte-Carlo error for the bootstrap bounds."""
+    pendulum = np.array([-155.5, -195.5, -205.8, -141.5, -156.9])  # pendulum-15k.md
+    mean, low, high = bootstrap_ci(pendulum)
+    assert round(float(mean), 1) == -171.0
+    assert float(low) == pytest.approx(-191.9, abs=3.0)
+    assert float(high) == pytest.approx(-150.2, abs=3.0)
+    ours = np.array([4476.5, 4842.8, 4685.6, 5682.8, 5668.2, 5391.7, 5230.1])  # README
+    sb3 = np.array([5896.8, 4798.5, 4442.7, 5623.1, 5406.2, 3802.9, 3857.1])
+    diff, low, high = bootstrap_difference_ci(ours, sb3)
+    assert round(diff) == 307
+    assert low == pytest.approx(-367, abs=60) and high == pytest.approx(973, abs=60)
+    p, splits = permutation_p(ours, sb3)
+    assert (round(p, 2), splits) == (0.41, 3432)
+    p, splits = permutation_p(ours[3:], sb3[3:])  # halfcheetah-100k-seeds3-6.md
+    assert (round(p, 3), splits) == (0.229, 70)

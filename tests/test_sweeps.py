@@ -22,6 +22,8 @@ from omegaconf import OmegaConf
 
 from sac_cli import plot
 from sac_cli.config import AgentName, TemperatureMode, TrainConfig, validate
+from sac_cli.reporting.runs import parse_overrides
+from sac_cli.reporting.tables import fmt
 from sac_cli.sweep import job_dirname, sweep_group, threads_per_job
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -180,8 +182,8 @@ def test_basic_sweep_names_groups_isolates_failures_and_plots(tmp_path: Path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     finals = [eval_returns(d)[300] for d in good]
     best = [max(eval_returns(d).values()) for d in good]
-    assert cells[2:5] == ["2", "300", plot._fmt(float(np.mean(finals)))]
-    assert cells[6] == plot._fmt(float(np.mean(best)))
+    assert cells[2:5] == ["2", "300", fmt(float(np.mean(finals)))]
+    assert cells[6] == fmt(float(np.mean(best)))
 
 
 # --- joblib ---------------------------------------------------------------------------------
@@ -322,7 +324,7 @@ def test_optuna_three_trials_with_sqlite_storage(tmp_path: Path):
     assert len(run_dirs) == 3
     by_tau = {}
     for run_dir in run_dirs:
-        overrides = plot.parse_overrides(
+        overrides = parse_overrides(
             yaml.safe_load((run_dir / ".hydra/overrides.yaml").read_text())
         )
         by_tau[float(overrides["agent.tau"])] = run_dir

@@ -11,7 +11,7 @@ import sys
 import torch
 
 from sac_cli.config import AgentName, TrainConfig
-from sac_cli.sac import SAC, SoftActorCritic, parallel_branches_by_default
+from sac_cli.sac import SAC, SoftActorCritic
 from sac_cli.sac_v1 import SACv1
 
 AGENTS: dict[AgentName, type[SoftActorCritic]] = {AgentName.sac: SAC, AgentName.sac_v1: SACv1}
@@ -22,27 +22,15 @@ _M_MMAP_THRESHOLD = -3
 
 
 def build_agent(
-    cfg: TrainConfig,
-    obs_dim: int,
-    act_dim: int,
-    device: torch.device,
-    parallel_branches: bool | None = None,
+    cfg: TrainConfig, obs_dim: int, act_dim: int, device: torch.device
 ) -> SoftActorCritic:
-    """parallel_branches: run the critic's and the policy's losses and backward passes in two
-    threads (None: on CPU when torch runs one thread and two cores are free, see
-    sac.parallel_branches_by_default). The update is the same either way, bit for bit."""
+    """The agent of cfg.agent.name on `device` (its update runs in update.UpdateEngine)."""
     if device.type == "cpu":
         keep_freed_memory()
     with torch.device(device):
-        agent = AGENTS[cfg.agent.name](
+        return AGENTS[cfg.agent.name](
             obs_dim, act_dim, cfg.agent, cfg.network, cfg.optimizer, cfg.temperature
         )
-    if parallel_branches is None:
-        parallel_branches = parallel_branches_by_default(device)
-    agent.parallel_branches = parallel_branches
-    if cfg.compile:
-        agent.compile_update()  # compiles lazily, at the first update
-    return agent
 
 
 @functools.cache

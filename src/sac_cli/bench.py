@@ -48,7 +48,7 @@ from sac_cli.envs import env_dims, make_env
 from sac_cli.errors import UserError
 from sac_cli.logger import MetricAccumulator
 from sac_cli.replay import ReplayBuffer
-from sac_cli.sac import parallel_branches_by_default
+from sac_cli.update import UpdateEngine, branch_threads_by_default
 
 PROG = "sac-bench"
 MEMORY_ENV = ("Humanoid-v4", 376, 17)  # the memory figure: obs and action sizes
@@ -154,6 +154,7 @@ class SacCliRunner(Runner):
         obs_dim, act_dim = env_dims(self.env)
         torch.manual_seed(settings.seed)
         self.agent = build_agent(cfg, obs_dim, act_dim, settings.device)
+        self.engine = UpdateEngine(self.agent, settings.device, compile=compiled)
         self.buffer = ReplayBuffer(
             settings.buffer_size, obs_dim, act_dim, settings.device, settings.seed
         )
@@ -165,12 +166,12 @@ class SacCliRunner(Runner):
 
     def use_threads(self, n: int) -> None:
         torch.set_num_threads(n)
-        # What build_agent would choose with n threads.
-        self.agent.parallel_branches = parallel_branches_by_default(self.settings.device)
+        # What sac-train would choose with n threads.
+        self.engine.set_branch_threads(branch_threads_by_default(self.settings.device))
 
     @property
     def branches(self) -> int | None:
-        return 2 if self.agent.parallel_branches else 1
+        return 2 if self.engine.branch_threads else 1
 
     def _env_step(self, action: np.ndarray) -> None:
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
@@ -178,19 +179,20 @@ class SacCliRunner(Runner):
         self.obs = self.env.reset()[0] if terminated or truncated else next_obs
 
     def updates(self, n: int) -> tuple[float, float]:
-        agent, buffer, batch_size = self.agent, self.buffer, self.cfg.agent.batch_size
+        engine, buffer, batch_size = self.engine, self.buffer, self.cfg.agent.batch_size
         with Timer(self.settings.device) as timer:
             for _ in range(n):
-                self.metrics.add(agent.update(buffer.sample(batch_size)))
+                self.metrics.add(engine.update(buffer.sample(batch_size)))
             self.metrics.pop_means()  # the host reads the metrics, as a log row does
         return timer.seconds
 
     def steps(self, n: int) -> tuple[float, float]:
-        agent, buffer, batch_size = self.agent, self.buffer, self.cfg.agent.batch_size
+        agent, engine = self.agent, self.engine
+        buffer, batch_size = self.buffer, self.cfg.agent.batch_size
         with Timer(self.settings.device) as timer:
             for _ in range(n):
                 self._env_step(agent.act(self.obs))
-                self.metrics.add(agent.update(buffer.sample(batch_size)))
+                self.metrics.add(engine.update(buffer.sample(batch_size)))
             self.metrics.pop_means()
         return timer.seconds
 

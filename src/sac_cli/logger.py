@@ -16,29 +16,20 @@ import torch
 
 from sac_cli.checkpoint import atomic_write_text
 from sac_cli.errors import UserError
+from sac_cli.reporting import metrics
+from sac_cli.reporting.metrics import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop rows logged after `last_step` (a resumed run logs them again) and a torn last line."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= last_step]
-    if len(kept) != len(lines):
+    kept = [line for _, line, row in metrics.rows(path) if row["step"] <= last_step]
+    if len(kept) != len(path.read_text().splitlines()):
         atomic_write_text("".join(f"{line}\n" for line in kept), path)
-
-
-def _step_of(line: str) -> float | None:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    step = row.get("step", 0) if isinstance(row, dict) else None
-    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else None
 
 
 def json_row(step: int, metrics: dict[str, float], wall_time: float) -> str:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 
 
-def adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where the device has one, else the foreach implementation."""
-    params = list(params)
+def adam(groups: list[dict]) -> torch.optim.Adam:
+    """Adam over parameter groups (each with its "lr"), with the fused kernel where the
+    device has one, else the foreach implementation."""
+    lr = groups[0]["lr"]
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(groups, lr=lr, fused=True)
     except (RuntimeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+        return torch.optim.Adam(groups, lr=lr, foreach=True)
 
 
 @torch.no_grad()

@@ -1,22 +1,16 @@
 """Soft Actor-Critic losses and the 2018b update (twin Q networks with targets, learned alpha).
 
 Equation numbers refer to the SAC derivation in shared/seeds (Haarnoja et al. 2018a); the
-temperature loss is eq. 18 of 2018b. No I/O, no environment: `update` takes a batch and
-returns metrics as tensors, so the caller decides when to synchronise with the device.
-
-An update evaluates two independent groups of losses, pure functions of the batch and of the
-reparameterisation noise (so that torch.compile can take them whole): the critic's (eq. 7)
-and the policy's (eq. 12, with the temperature's and, in 2018a, V's). They share no trained
-parameter and no graph, so their forward and backward passes may run in two threads, one per
-core; then the optimizer steps and the target networks follow.
+temperature loss is eq. 18 of 2018b. No I/O, no environment, no threads or compilation: an
+agent declares its two loss branches, pure functions of the batch and of the
+reparameterisation noise (the critic's, eq. 7; the policy's, eq. 12, with the temperature's
+and, in 2018a, V's), its parameter groups, its target pairs and its schedule; the update
+engine (update.py) runs them. The branches share no trained parameter and no graph.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,13 +23,19 @@ from sac_cli.config import (
     TemperatureConfig,
     TemperatureMode,
 )
-from sac_cli.device import usable_cpus
-from sac_cli.networks import QEnsemble, TanhGaussianActor, use_compile_activations
-from sac_cli.optim import adam, polyak_update
+from sac_cli.networks import QEnsemble, TanhGaussianActor
 from sac_cli.replay import Batch
 from sac_cli.temperature import Temperature
+from sac_cli.update import Losses
 
-Losses = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+@dataclass(frozen=True)
+class Schedule:
+    """How often each part of an update runs (see update.py)."""
+
+    critic_steps: int = 1  # gradient steps per environment step
+    policy_every: int = 1  # the policy branch every k critic steps
+    target_every: int = 1  # target averaging every k critic steps
 
 
 def soft_q_target(
@@ -60,51 +60,18 @@ def policy_loss(log_prob: torch.Tensor, q: torch.Tensor, alpha: torch.Tensor) ->
     return (alpha * log_prob - q).mean()
 
 
-def _backward(
-    losses: Callable[..., Losses], batch: Batch, noise: list[torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    loss, metrics = losses(batch, *noise)
-    loss.backward()
-    return metrics
-
-
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-_pool_lock = threading.Lock()
-
-
-def _submit(
-    losses: Callable[..., Losses], batch: Batch, noise: list[torch.Tensor]
-) -> Future[dict[str, torch.Tensor]]:
-    """Run `losses` and its backward pass on this process's branch thread."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():  # a forked child has no such thread
-            _pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="sac-branch"))
-        return _pool[1].submit(_backward, losses, batch, noise)
-
-
-def parallel_branches_by_default(device: torch.device) -> bool:
-    """On CPU, when torch runs single-threaded and the process may use two cores or more: the
-    second branch then gets a core of its own. (With more intra-op threads, two branches
-    would each start an OpenMP team and oversubscribe the cores.)"""
-    if device.type != "cpu" or torch.get_num_threads() != 1:
-        return False
-    return usable_cpus() >= 2
-
-
-def build_temperature(cfg: TemperatureConfig, lr: float, act_dim: int) -> Temperature:
+def build_temperature(cfg: TemperatureConfig, act_dim: int) -> Temperature:
     target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
-    return Temperature(cfg.alpha, cfg.mode == TemperatureMode.auto, target_entropy, lr)
+    return Temperature(cfg.alpha, cfg.mode == TemperatureMode.auto, target_entropy)
 
 
 class SoftActorCritic(nn.Module):
-    """What both variants share: the policy, the Q ensemble, the temperature, acting, and the
-    update's skeleton (noise, the two loss branches and their backward passes, optimizer
-    steps, target averaging)."""
+    """What both variants share: the policy, the Q ensemble, the temperature, acting, and
+    the policy's terms of the losses."""
 
     # How many eps tensors of shape (batch, dim(A)) one update draws, in the order the loss
     # functions take them.
-    n_noise = 1
+    noise_draws = 1
 
     def __init__(
         self,
@@ -121,20 +88,15 @@ class SoftActorCritic(nn.Module):
         self.gamma = agent.gamma
         self.tau = agent.tau
         self.reward_scale = agent.reward_scale
-        self.target_update_interval = agent.target_update_interval
-        self.num_updates = 0
+        self.schedule = Schedule(
+            critic_steps=agent.updates_per_step, target_every=agent.target_update_interval
+        )
+        self.learning_rates = optimizer
         self.actor = TanhGaussianActor(
             obs_dim, act_dim, hidden, activation, network.log_std_min, network.log_std_max
         )
         self.critic = QEnsemble(obs_dim, act_dim, hidden, activation, agent.n_critics)
-        self.temperature = build_temperature(temperature, optimizer.alpha_lr, act_dim)
-        # Run the critic's and the policy's branch in two threads (see build_agent).
-        self.parallel_branches = False
-        self._losses: Callable[..., Losses] = self.losses
-        self._critic_losses: Callable[..., Losses] = self.critic_losses
-        self._policy_losses: Callable[..., Losses] = self.policy_losses
-        self._cuda_graphs = False
-        self._compiling = False  # the next update compiles: run its branches one by one
+        self.temperature = build_temperature(temperature, act_dim)
 
     # --- acting ---------------------------------------------------------------------------
 
@@ -155,72 +117,19 @@ class SoftActorCritic(nn.Module):
         their metrics, detached."""
         raise NotImplementedError
 
-    def losses(self, batch: Batch, *noise: torch.Tensor) -> Losses:
-        """Both branches: the sum of every loss of one update (their parameters are disjoint, so
-        one backward pass gives each its own gradient) and the metrics."""
-        critic_loss, metrics = self.critic_losses(batch, *noise)
-        loss, policy_metrics = self.policy_losses(batch, *noise)
-        return critic_loss + loss, {**metrics, **policy_metrics}
-
-    def target_pairs(self) -> tuple[nn.Module, nn.Module]:
-        """(target network, its online network)."""
+    def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(target network, its online network) pairs; none for an agent without targets."""
         raise NotImplementedError
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        # eps ~ N(0, I) for eq. 11, drawn here from torch's global generator rather than inside
-        # `losses`: the compiled and the eager update then see the same numbers.
-        param = self.temperature.log_alpha
-        shape = (batch.obs.shape[0], self.act_dim)
-        noise = [
-            torch.randn(shape, dtype=param.dtype, device=param.device) for _ in range(self.n_noise)
-        ]
-        if self._cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graph trees
-        for optimizer in self.optimizers().values():
-            optimizer.zero_grad(set_to_none=True)
-        if self.parallel_branches and not self._compiling:
-            critic = _submit(self._critic_losses, batch, noise)
-            try:
-                metrics = _backward(self._policy_losses, batch, noise)
-            except BaseException:
-                wait([critic])  # never leave the other branch running into the next update
-                raise
-            metrics = {**critic.result(), **metrics}
-        elif self.parallel_branches:
-            metrics = _backward(self._critic_losses, batch, noise)
-            metrics.update(_backward(self._policy_losses, batch, noise))
-            self._compiling = False
-        else:
-            metrics = _backward(self._losses, batch, noise)
-        if self._cuda_graphs:
-            # The next replay overwrites the graph's outputs: one copy keeps the metrics.
-            metrics = dict(zip(metrics, torch.stack(list(metrics.values())).unbind(), strict=True))
-        for optimizer in self.optimizers().values():
-            optimizer.step()
-        self.num_updates += 1
-        if self.num_updates % self.target_update_interval == 0:
-            polyak_update(*self.target_pairs(), self.tau)
-        return metrics
+    def param_groups(self) -> dict[str, list[dict]]:
+        """Optimizer name -> its parameter groups, each with its learning rate."""
+        raise NotImplementedError
 
-    def compile_update(self) -> None:
-        """torch.compile the losses and their backward pass (at the first update), on CUDA with
-        CUDA graphs ("reduce-overhead"). The same update as the eager one, up to rounding."""
-        self._cuda_graphs = self.temperature.log_alpha.device.type == "cuda"
-        mode = "reduce-overhead" if self._cuda_graphs else None
-        if self._cuda_graphs:
-            self.parallel_branches = False  # CUDA graph trees replay from one thread
-        use_compile_activations(self)
-        self._compiling = True
-        self._losses, self._critic_losses, self._policy_losses = (
-            torch.compile(fn, mode=mode, fullgraph=True, dynamic=False)
-            for fn in (self.losses, self.critic_losses, self.policy_losses)
-        )
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        optimizers = {"networks": self.optimizer}
-        if self.temperature.optimizer is not None:
-            optimizers["temperature"] = self.temperature.optimizer
-        return optimizers
+    def _temperature_groups(self) -> dict[str, list[dict]]:
+        if not self.temperature.learned:
+            return {}
+        group = {"params": [self.temperature.log_alpha], "lr": self.learning_rates.alpha_lr}
+        return {"temperature": [group]}
 
     def _policy_terms(
         self, obs: torch.Tensor, noise: torch.Tensor
@@ -244,7 +153,7 @@ class SoftActorCritic(nn.Module):
 class SAC(SoftActorCritic):
     """SAC 2018b: clipped double-Q with Polyak targets; optionally learned temperature."""
 
-    n_noise = 2  # a' ~ pi(.|s') for the target, a ~ pi(.|s) for the policy loss
+    noise_draws = 2  # a' ~ pi(.|s') for the target, a ~ pi(.|s) for the policy loss
 
     def __init__(
         self,
@@ -261,18 +170,18 @@ class SAC(SoftActorCritic):
         )
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        # One Adam with a parameter group per network: the same as separate optimizers,
-        # one fused kernel launch instead of two.
-        self.optimizer = adam(
-            [
-                {"params": self.critic.parameters(), "lr": optimizer.critic_lr},
-                {"params": self.actor.parameters(), "lr": optimizer.actor_lr},
-            ],
-            optimizer.critic_lr,
-        )
 
-    def target_pairs(self) -> tuple[nn.Module, nn.Module]:
-        return self.critic_target, self.critic
+    def param_groups(self) -> dict[str, list[dict]]:
+        # One Adam with a group per network: the same as separate optimizers, one fused
+        # kernel launch instead of two.
+        networks = [
+            {"params": list(self.critic.parameters()), "lr": self.learning_rates.critic_lr},
+            {"params": list(self.actor.parameters()), "lr": self.learning_rates.actor_lr},
+        ]
+        return {"networks": networks, **self._temperature_groups()}
+
+    def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.critic_target, self.critic)]
 
     def critic_losses(self, batch: Batch, *noise: torch.Tensor) -> Losses:
         next_noise = noise[0]

@@ -7,7 +7,6 @@ from torch import nn
 
 from sac_cli.config import AgentConfig, NetworkConfig, OptimizerConfig, TemperatureConfig
 from sac_cli.networks import ValueNetwork
-from sac_cli.optim import adam
 from sac_cli.replay import Batch
 from sac_cli.sac import Losses, SoftActorCritic, q_loss, soft_q_target, value_loss
 
@@ -28,17 +27,18 @@ class SACv1(SoftActorCritic):
         self.value_target = ValueNetwork(obs_dim, hidden, activation)
         self.value_target.load_state_dict(self.value.state_dict())
         self.value_target.requires_grad_(False)
-        self.optimizer = adam(
-            [
-                {"params": self.value.parameters(), "lr": optimizer.value_lr},
-                {"params": self.critic.parameters(), "lr": optimizer.critic_lr},
-                {"params": self.actor.parameters(), "lr": optimizer.actor_lr},
-            ],
-            optimizer.critic_lr,
-        )
 
-    def target_pairs(self) -> tuple[nn.Module, nn.Module]:
-        return self.value_target, self.value  # psi_bar <- tau psi + (1 - tau) psi_bar
+    def param_groups(self) -> dict[str, list[dict]]:
+        lr = self.learning_rates
+        networks = [
+            {"params": list(self.value.parameters()), "lr": lr.value_lr},
+            {"params": list(self.critic.parameters()), "lr": lr.critic_lr},
+            {"params": list(self.actor.parameters()), "lr": lr.actor_lr},
+        ]
+        return {"networks": networks, **self._temperature_groups()}
+
+    def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.value_target, self.value)]  # psi_bar <- tau psi + (1 - tau) psi_bar
 
     def critic_losses(self, batch: Batch, *noise: torch.Tensor) -> Losses:
         with torch.no_grad():

@@ -7,17 +7,15 @@ import math
 import torch
 from torch import nn
 
-from sac_cli.optim import adam
-
 
 class Temperature(nn.Module):
-    def __init__(self, alpha: float, learned: bool, target_entropy: float, lr: float) -> None:
+    def __init__(self, alpha: float, learned: bool, target_entropy: float) -> None:
         super().__init__()
         self.learned = learned
         self.target_entropy = target_entropy
-        # Optimising log-alpha keeps alpha positive without constraints.
+        # Optimising log-alpha keeps alpha positive without constraints (its own optimizer:
+        # the agent's "temperature" parameter group).
         self.log_alpha = nn.Parameter(torch.tensor(math.log(alpha)), requires_grad=learned)
-        self.optimizer = adam([self.log_alpha], lr) if learned else None
 
     @property
     def alpha(self) -> torch.Tensor:

@@ -74,13 +74,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     threads = config.threads if config.threads is not None else share
     if threads is not None:
         torch.set_num_threads(threads)
-    # A job that shares the cores with others never adds a second branch thread.
-    parallel_branches = False if share is not None else None
     config_dict = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if sweep.is_multirun():
         sweep.name_wandb_run(config, config_dict)  # type: ignore[arg-type]
     trainer = Trainer(
-        config, run_dir, device, config_dict, parallel_branches  # type: ignore[arg-type]
+        config, run_dir, device, config_dict, shares_cores=share is not None  # type: ignore[arg-type]
     )
     if sweep.is_multirun():
         # Jobs that run side by side share the terminal: labelled lines, no bars.
@@ -93,7 +91,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
         f"{min(config.learning_starts, config.total_steps):,}",
         device,
         plural(torch.get_num_threads(), "thread"),
-        ", critic and policy branches in parallel" if trainer.agent.parallel_branches else "",
+        ", critic and policy branches in parallel" if trainer.engine.branch_threads else "",
         run_dir,
     )
     return trainer

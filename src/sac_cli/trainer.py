@@ -67,6 +67,7 @@ from sac_cli.replay import ReplayBuffer
 from sac_cli.run_dir import check_resumable
 from sac_cli.seeding import eval_seeds, restore_rng_state, rng_state, seed_everything
 from sac_cli.signals import STOP, Stopped
+from sac_cli.update import UpdateEngine, branch_threads_by_default
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,9 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         config_dict: dict[str, Any],
-        parallel_branches: bool | None = None,
+        shares_cores: bool = False,
     ) -> None:
-        """parallel_branches: see build_agent (None: its default for this process)."""
+        """shares_cores: other jobs of a sweep run beside this one (no branch threads)."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.config_dict = config_dict
@@ -115,7 +116,10 @@ class Trainer:
         )
         # Seed before building the networks: their initial weights come from torch's generator.
         self.first_obs = seed_everything(cfg.seed, self.env)
-        self.agent = build_agent(cfg, self.obs_dim, self.act_dim, device, parallel_branches)
+        self.agent = build_agent(cfg, self.obs_dim, self.act_dim, device)
+        self.engine = UpdateEngine(
+            self.agent, device, branch_threads_by_default(device, shares_cores), cfg.compile
+        )
         self.buffer = ReplayBuffer(
             cfg.agent.buffer_size, self.obs_dim, self.act_dim, device, cfg.seed
         )
@@ -202,8 +206,8 @@ class Trainer:
             episode_done = terminated or truncated
             self.obs, self.mid_episode = next_obs, not episode_done
             if self.step >= cfg.learning_starts:
-                for _ in range(cfg.agent.updates_per_step):
-                    self.metrics.add(self.agent.update(self.buffer.sample(cfg.agent.batch_size)))
+                for _ in range(self.engine.schedule.critic_steps):
+                    self.metrics.add(self.engine.update(self.buffer.sample(cfg.agent.batch_size)))
             if episode_done:
                 self.episodes += 1
                 last_return = float(info["episode"]["r"])
@@ -293,8 +297,8 @@ class Trainer:
             "last_eval_return": self.last_eval_return,
             "wandb_run_id": self.wandb_run_id,
             "agent": self.agent.state_dict(),
-            "num_updates": self.agent.num_updates,
-            "optimizers": {name: opt.state_dict() for name, opt in self.agent.optimizers().items()},
+            "num_updates": self.engine.num_updates,
+            "optimizers": self.engine.state_dict(),
             "metrics": {"sums": self.metrics.sums, "count": self.metrics.count},
             "rng": rng_state(self.env),
         }
@@ -390,8 +394,7 @@ class Trainer:
             raise UserError(f"{path} cannot resume a run (no {missing[0]!r}): is it best.pt?")
         try:
             self.agent.load_state_dict(state["agent"])
-            for name, optimizer in self.agent.optimizers().items():
-                optimizer.load_state_dict(state["optimizers"][name])
+            self.engine.load_state_dict(state["optimizers"])
         except (RuntimeError, KeyError, ValueError, TypeError) as error:
             raise UserError(
                 f"{path} does not match this configuration ({_first_detail(error)}): "
@@ -403,7 +406,7 @@ class Trainer:
         except (ValueError, KeyError, TypeError) as error:
             raise UserError(f"{buffer_path} cannot be resumed from: {error}") from None
         self.buffer_file_step = state["step"]
-        self.agent.num_updates = state["num_updates"]
+        self.engine.num_updates = state["num_updates"]
         self.metrics.sums = state["metrics"]["sums"]
         self.metrics.count = state["metrics"]["count"]
         self.step = state["step"]
