@@ -128,3 +128,4 @@ def test_validate_names_the_bad_value(override: str, named: str):
     with pytest.raises(UserError) as error:
         validate(compose_train(overrides))
     assert named in str(error.value)
+

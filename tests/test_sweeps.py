@@ -375,6 +375,15 @@ def test_experiment_presets_compose_to_the_papers_settings(name: str):
     assert (config.agent.batch_size, config.agent.tau, config.agent.gamma) == (256, 0.005, 0.99)
     assert config.agent.buffer_size == 1_000_000
     assert config.optimizer.actor_lr == config.optimizer.critic_lr == 3e-4
+    # The presets state only what their paper sets beyond the defaults: the rest of the
+    # table is checked here, so that a change of sac-cli's defaults cannot move a preset.
+    assert config.optimizer.value_lr == config.optimizer.alpha_lr == 3e-4
+    assert (config.agent.updates_per_step, config.agent.target_update_interval) == (1, 1)
+    assert config.agent.n_critics == 2 and config.network.activation.value == "relu"
+    horizons = {"halfcheetah": 3_000_000, "hopper": 1_000_000, "walker2d": 3_000_000,
+                "ant": 3_000_000, "humanoid": 10_000_000}  # fmt: skip
+    assert config.total_steps == horizons[task]
+    assert config.temperature.alpha == 1.0  # fixed at 1 (2018a), or its initial value (2018b)
     if variant == "2018a":
         assert config.agent.name == AgentName.sac_v1
         assert config.temperature.mode == TemperatureMode.fixed and config.temperature.alpha == 1.0
