@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[$(EXTRAS)]'
 	touch $@
 
-.PHONY: help install train test test-full lint bench clean
+.PHONY: help install train test test-full lint bench gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ lint: $(STAMP) ## ruff
 
 bench: $(STAMP) ## throughput benchmark, side by side with Stable-Baselines3 when installed
 	$(BIN)/sac-bench $(ARGS)
+
+GPU_OUT ?= outputs
+gpu-check: $(STAMP) ## on a CUDA machine: the gpu tests, then sac-bench --device cuda (JSON in GPU_OUT)
+	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+	mkdir -p $(GPU_OUT) && $(BIN)/sac-bench --device cuda --threads 1 --json $(GPU_OUT)/bench-gpu.json
 
 clean: ## remove the virtual environment and caches (outputs/ stays)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info src/*.egg-info

@@ -1,77 +1,27 @@
-"""Shared helpers: run the real command-line entry points in a subprocess; the config schema
-registered for every test that composes configs in this process."""
+"""pytest's hooks and fixtures for every test: the config schema registered for tests that
+compose configs in this process, `gpu` tests skipped without CUDA. Shared helpers live in
+tests/helpers/."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+import torch
+from helpers.cli import TINY
 
 from sac_cli.config import register_configs
 
 # train.yaml's defaults name the schema: composing in-process needs it in Hydra's ConfigStore.
 register_configs()
 
-# Tiny settings that keep a Pendulum-v1 run to a few seconds on 2 CPU cores.
-TINY = [
-    "env=Pendulum-v1",
-    "network.hidden_sizes=[32,32]",
-    "total_steps=600",
-    "learning_starts=200",
-    "agent.batch_size=64",
-    "eval.every=300",
-    "eval.episodes=1",
-    "checkpoint.every=200",
-    "logger.every=100",
-    "threads=1",
-]
 
-
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("HYDRA_FULL_ERROR", None)
-    env["WANDB_SILENT"] = "true"
-    env["PYTHONWARNINGS"] = "ignore"
-    # The test environments of tests/helpers/envs.py, as `env.id=helpers.envs:<id>`.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(Path(__file__).parent), env.get("PYTHONPATH")) if p
-    )
-    return env
-
-
-def run_cli(
-    command: str, *args: str, cwd: Path, timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """Run `sac-train`, `sac-eval` or `sac-plot` as a user would (the console script's module)."""
-    module = {
-        "sac-train": "sac_cli.train",
-        "sac-eval": "sac_cli.evaluate",
-        "sac-plot": "sac_cli.plot",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", module[command], *args],
-        cwd=cwd,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-# Keys of a metrics row that depend on the wall clock, not on what was learned.
-WALL_CLOCK_KEYS = ("perf/sps", "time")
-
-
-def without_wall_clock(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in WALL_CLOCK_KEYS} for row in rows]
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def pytest_collection_modifyitems(config, items) -> None:
+    """`gpu`-marked tests skip on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import read_metrics, run_cli, without_wall_clock
+from helpers.cli import ABSENT_CUDA, read_metrics, run_cli, without_wall_clock
 
 TRAIN_METRICS = {"train/episode_return", "train/episode_length"}
 SAC_METRICS = {
@@ -120,7 +120,8 @@ BAD_INPUTS = [
     (["total_steps=-10"], "total_steps"),
     (["optimizer.actor_lr=-0.001"], "optimizer.actor_lr"),
     (["agent.batch_size=512", "agent.buffer_size=256"], "agent.batch_size"),
-    (["device=cuda"], "device=cuda"),
+    # A CUDA device this machine lacks: any on a CPU machine, one past the last on a GPU one.
+    ([f"device={ABSENT_CUDA}"], f"device={ABSENT_CUDA}"),
     (["device=tpu"], "device=tpu"),
     (["agent=sac_v2"], "agent=sac_v2 is not an option"),
     (["seed=-1"], "seed"),

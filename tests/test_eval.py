@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_env, read_metrics, run_cli, without_wall_clock
+from helpers.cli import ABSENT_CUDA_INDEX, cli_env, read_metrics, run_cli, without_wall_clock
 from omegaconf import OmegaConf
 
 from sac_cli import evaluate
@@ -264,7 +264,7 @@ def damaged(run: Path, kind: str) -> Path:
         (["checkpoint={run}", "env_id=NoSuchEnv-v0"], ["NoSuchEnv-v0"]),
         (["checkpoint={run}", "episodes=0"], ["episodes=0"]),
         (["checkpoint={run}", "seed=-1"], ["seed=-1"]),
-        (["checkpoint={run}", "device=cuda:7"], ["cuda:7"]),
+        (["checkpoint={run}", f"device={ABSENT_CUDA_INDEX}"], [ABSENT_CUDA_INDEX]),
         (["checkpoint={run}", "episods=3"], ["episods"]),
     ],
     ids=["missing", "dir-without-last", "no-checkpoint", "truncated", "corrupt",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, cli_env, read_metrics, run_cli
+from helpers.cli import TINY, cli_env, read_metrics, run_cli
 
 # The console script, as `make` installs it next to this Python.
 SAC_TRAIN = Path(sys.executable).with_name("sac-train")

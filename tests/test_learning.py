@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import cli_env, read_metrics
+from helpers.cli import cli_env, read_metrics
 
 from sac_cli.reporting.runs import find_runs, group_runs, load_run
 from sac_cli.reporting.tables import fmt

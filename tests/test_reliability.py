@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, cli_env, read_metrics, run_cli
+from helpers.cli import TINY, cli_env, read_metrics, run_cli
 from helpers.files import copy_run, snapshot
 
 from sac_cli.replay import ReplayBuffer

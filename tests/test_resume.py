@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_env, read_metrics, run_cli, without_wall_clock
+from helpers.cli import cli_env, read_metrics, run_cli, without_wall_clock
 from helpers.files import copy_run, snapshot
 
 from sac_cli import train

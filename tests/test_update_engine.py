@@ -93,3 +93,13 @@ def test_an_agent_without_target_networks_updates() -> None:
     metrics = engine_of(agent).update(batch(0))
     assert torch.isfinite(metrics["loss/critic"])
     assert same(agent.critic_target, target)  # nothing averaged into it
+
+
+def test_a_metric_is_averaged_over_the_updates_that_report_it() -> None:
+    from sac_cli.logger import MetricAccumulator
+
+    metrics = MetricAccumulator()
+    metrics.add({"loss/critic": torch.tensor(1.0), "loss/actor": torch.tensor(4.0)})
+    metrics.add({"loss/critic": torch.tensor(3.0)})  # the policy did not step this update
+    assert metrics.count == 2
+    assert metrics.pop_means() == {"loss/critic": 2.0, "loss/actor": 4.0}

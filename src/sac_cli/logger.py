@@ -40,10 +40,13 @@ def json_row(step: int, metrics: dict[str, float], wall_time: float) -> str:
 
 
 class MetricAccumulator:
-    """Sums update metrics as device tensors; reading the mean is the only host sync."""
+    """Sums update metrics as device tensors; reading the mean is the only host sync. Each
+    metric is averaged over the updates that reported it (a delayed policy reports its
+    losses on some updates only); `count` is the number of updates."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
         self.count = 0
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
@@ -52,15 +55,26 @@ class MetricAccumulator:
                 self.sums[key] += value
             else:
                 self.sums[key] = value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
         self.count += 1
 
     def pop_means(self) -> dict[str, float]:
         if self.count == 0:
             return {}
         keys = list(self.sums)
-        values = (torch.stack([self.sums[k] for k in keys]) / self.count).tolist()
-        self.sums, self.count = {}, 0
+        sums = torch.stack([self.sums[k] for k in keys])
+        counts = torch.tensor([self.counts[k] for k in keys], dtype=sums.dtype, device=sums.device)
+        values = (sums / counts).tolist()
+        self.sums, self.counts, self.count = {}, {}, 0
         return dict(zip(keys, values, strict=True))
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums, "counts": self.counts, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.count = state["sums"], state["count"]
+        # Checkpoints of sac-cli <= 0.1 hold one count for every metric.
+        self.counts = state.get("counts") or dict.fromkeys(self.sums, self.count)
 
 
 class RunLogger:

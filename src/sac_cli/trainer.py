@@ -299,7 +299,7 @@ class Trainer:
             "agent": self.agent.state_dict(),
             "num_updates": self.engine.num_updates,
             "optimizers": self.engine.state_dict(),
-            "metrics": {"sums": self.metrics.sums, "count": self.metrics.count},
+            "metrics": self.metrics.state_dict(),
             "rng": rng_state(self.env),
         }
 
@@ -407,8 +407,7 @@ class Trainer:
             raise UserError(f"{buffer_path} cannot be resumed from: {error}") from None
         self.buffer_file_step = state["step"]
         self.engine.num_updates = state["num_updates"]
-        self.metrics.sums = state["metrics"]["sums"]
-        self.metrics.count = state["metrics"]["count"]
+        self.metrics.load_state_dict(state["metrics"])
         self.step = state["step"]
         self.episodes = state["episodes"]
         self.last_checkpoint_step = state["last_checkpoint_step"]

@@ -106,16 +106,21 @@ class UpdateEngine:
             for fn in (self.agent.critic_losses, self.agent.policy_losses, self._both_branches)
         )
 
-    def update(self, batch: Batch) -> Metrics:
-        """One gradient step of the critic, and of the policy when the schedule says so."""
-        # eps ~ N(0, I) for eq. 11, drawn here from torch's global generator rather than inside
-        # the losses: the compiled and the eager update then see the same numbers.
+    def noise(self, batch_size: int) -> list[torch.Tensor]:
+        """eps ~ N(0, I) for eq. 11, drawn here from torch's global generator rather than
+        inside the losses: the compiled and the eager update then see the same numbers."""
         param = next(iter(self.optimizers.values())).param_groups[0]["params"][0]
-        shape = (batch.obs.shape[0], self.agent.act_dim)
-        noise = [
+        shape = (batch_size, self.agent.act_dim)
+        return [
             torch.randn(shape, dtype=param.dtype, device=param.device)
             for _ in range(self.agent.noise_draws)
         ]
+
+    def update(self, batch: Batch, noise: list[torch.Tensor] | None = None) -> Metrics:
+        """One gradient step of the critic, and of the policy when the schedule says so.
+        noise: the draws to use instead of fresh ones (to compare two devices)."""
+        if noise is None:
+            noise = self.noise(batch.obs.shape[0])
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graph trees
         for optimizer in self.optimizers.values():
