@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from sac_cli import checkpoint as ckpt
 from sac_cli.config import TrainConfig
 from sac_cli.errors import UserError
+from sac_cli.files import FILE_MODE
 from sac_cli.seeding import rng_state
 from sac_cli.trainer import Trainer
 
@@ -136,8 +137,8 @@ def test_best_checkpoint_cannot_resume_but_final_and_last_share_one_buffer(tmp_p
 def test_files_get_the_usual_permissions(tmp_path: Path):
     path = tmp_path / "x.pt"
     ckpt.atomic_save({"a": torch.ones(2)}, path)
-    assert stat.S_IMODE(path.stat().st_mode) == ckpt.FILE_MODE
-    assert ckpt.FILE_MODE & 0o044  # readable by group and others under a usual umask
+    assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE
+    assert FILE_MODE & 0o044  # readable by group and others under a usual umask
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):

@@ -46,6 +46,7 @@ from sac_cli.config import AgentConfig, NetworkConfig, TrainConfig
 from sac_cli.device import resolve_device
 from sac_cli.envs import env_dims, make_env
 from sac_cli.errors import UserError
+from sac_cli.files import atomic_write_text
 from sac_cli.logger import MetricAccumulator
 from sac_cli.replay import ReplayBuffer
 from sac_cli.update import UpdateEngine, branch_threads_by_default
@@ -529,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(json.dumps(report, indent=2) + "\n", args.json)
         print(f"wrote {args.json}")
 
 

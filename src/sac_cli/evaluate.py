@@ -27,6 +27,7 @@ from sac_cli.evaluation import (
     prepare_offscreen_rendering,
     record_episodes,
 )
+from sac_cli.files import atomic_write_text
 from sac_cli.progress import plural
 from sac_cli.seeding import eval_seeds
 
@@ -182,7 +183,7 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
         "videos": [str(video) for video in videos],
     }
     out = out_dir / f"eval-{name}.json"
-    ckpt.atomic_write_text(json.dumps(report, indent=2) + "\n", out)
+    atomic_write_text(json.dumps(report, indent=2) + "\n", out)
     mode = "stochastic" if cfg.stochastic else "deterministic"
     print_table(
         result,

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from sac_cli.checkpoint import atomic_write_text
 from sac_cli.errors import UserError
+from sac_cli.files import atomic_write_text
 from sac_cli.reporting import metrics
 from sac_cli.reporting.metrics import METRICS_FILE
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sac_cli.errors import UserError
+from sac_cli.files import atomic_write_text
 from sac_cli.reporting.figures import plot_curves
 from sac_cli.reporting.runs import DEFAULT_METRIC, find_runs, group_runs, load_run
 from sac_cli.reporting.tables import results_table
@@ -94,7 +95,7 @@ def make_plots(dirs: Sequence[str], metric: str, out: Path | None) -> list[Path]
         paths = plot_curves(groups, metric, out_dir / "learning_curves")
         table = results_table(groups, metric)
         results = out_dir / "results.md"
-        results.write_text(table)
+        atomic_write_text(table, results)
     except OSError as exc:
         raise UserError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
     print(table)

@@ -17,8 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sac_cli.checkpoint import atomic_write_text
 from sac_cli.errors import UserError
+from sac_cli.files import atomic_write_text
 
 LOCK_FILE = ".sac-train.lock"
 HYDRA_DIR = ".hydra"

@@ -45,6 +45,7 @@ from sac_cli.commands import SWEEP_DIR_KEY, command, quoted, resume_command
 from sac_cli.config import TrainConfig
 from sac_cli.device import usable_cpus
 from sac_cli.errors import UserError
+from sac_cli.files import atomic_write_text
 from sac_cli.progress import plural
 from sac_cli.run_dir import HYDRA_DIR
 from sac_cli.signals import STOP, Stopped
@@ -242,7 +243,7 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], float]) -> float:
         message += f" (traceback in {error_file})"
     line = f"{label} failed: {message}"
     log.error(line)
-    error_file.write_text(f"{line}\n{details}")
+    atomic_write_text(f"{line}\n{details}", error_file)
     if optuna:
         # The study records a failed trial and goes on up to hydra.sweeper.max_failure_rate;
         # it cannot take NaN for an answer (hydra-optuna-sweeper 1.3 then stops with an error).

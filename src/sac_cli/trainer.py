@@ -61,6 +61,7 @@ from sac_cli.evaluation import (
     prepare_offscreen_rendering,
     record_episodes,
 )
+from sac_cli.files import atomic_write_text
 from sac_cli.logger import METRICS_FILE, MetricAccumulator, RunLogger, truncate_metrics
 from sac_cli.progress import Progress
 from sac_cli.replay import ReplayBuffer
@@ -167,7 +168,7 @@ class Trainer:
         self.wandb_run_id = self.logger.run_id
         if self.wandb_run_id is not None and self.step == 0:
             # Killed before its first checkpoint, the run starts over, in the same W&B run.
-            ckpt.atomic_write_text(self.wandb_run_id, self.checkpoint_dir / WANDB_ID_FILE)
+            atomic_write_text(self.wandb_run_id, self.checkpoint_dir / WANDB_ID_FILE)
         progress = Progress(
             self.cfg.total_steps, self.step, self.cfg.learning_starts, *self.progress_style
         )
