@@ -22,6 +22,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sac_cli import checkpoint as ckpt
+from sac_cli.builders import build_parts
 from sac_cli.config import TrainConfig
 from sac_cli.errors import UserError
 from sac_cli.files import FILE_MODE
@@ -79,7 +80,7 @@ def assert_same(a: Any, b: Any, where: str = "state") -> None:
 
 def trained(tmp_path: Path, **overrides: Any) -> Trainer:
     cfg, config_dict = tiny_config(**overrides)
-    trainer = Trainer(cfg, tmp_path, torch.device("cpu"), config_dict)
+    trainer = Trainer(cfg, tmp_path, build_parts(cfg, torch.device("cpu")), config_dict)
     trainer.run()
     return trainer
 
@@ -93,7 +94,7 @@ def test_every_piece_of_state_round_trips(tmp_path: Path, agent: str, temperatur
     random.random(), np.random.rand(), torch.rand(3)
 
     cfg, config_dict = tiny_config(**overrides)
-    second = Trainer(cfg, tmp_path, torch.device("cpu"), config_dict)
+    second = Trainer(cfg, tmp_path, build_parts(cfg, torch.device("cpu")), config_dict)
     path = tmp_path / "checkpoints" / "last.pt"
     second._restore(ckpt.load(path), path)
 

@@ -21,6 +21,7 @@ from helpers.cli import ABSENT_CUDA_INDEX, cli_env, read_metrics, run_cli, witho
 from omegaconf import OmegaConf
 
 from sac_cli import evaluate
+from sac_cli.builders import build_parts
 from sac_cli.config import TrainConfig
 from sac_cli.trainer import Trainer
 
@@ -147,7 +148,8 @@ def test_eval_of_a_sac_v1_checkpoint(tmp_path: Path, one_thread):
         "temperature": {"mode": "fixed", "alpha": 0.2}, "network": {"hidden_sizes": [16, 16]},
         "total_steps": 250, "learning_starts": 100, "eval": {"every": 250, "episodes": 1},
         "logger": {"mode": "disabled"}, "threads": 1})
-    trainer = Trainer(OmegaConf.to_object(config), tmp_path, torch.device("cpu"),
+    cfg = OmegaConf.to_object(config)
+    trainer = Trainer(cfg, tmp_path, build_parts(cfg, torch.device("cpu")),
                       OmegaConf.to_container(config, enum_to_str=True))
     trainer.run()
     result = call_main(f"checkpoint={tmp_path}", "episodes=1")

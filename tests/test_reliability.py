@@ -144,12 +144,14 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_finite_checkpoint(tmp
 def test_a_checkpoint_is_never_written_with_non_finite_weights(tmp_path: Path):
     from omegaconf import OmegaConf
 
+    from sac_cli.builders import build_parts
     from sac_cli.config import TrainConfig
     from sac_cli.trainer import Diverged, Trainer
 
     config = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.from_dotlist(
         ["env.id=Pendulum-v1", "network.hidden_sizes=[8]", "agent.buffer_size=1000"]))
-    trainer = Trainer(OmegaConf.to_object(config), tmp_path, torch.device("cpu"),
+    cfg = OmegaConf.to_object(config)
+    trainer = Trainer(cfg, tmp_path, build_parts(cfg, torch.device("cpu")),
                       OmegaConf.to_container(config, enum_to_str=True))  # fmt: skip
     trainer.start()
     with torch.no_grad():

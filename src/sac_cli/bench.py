@@ -10,7 +10,7 @@ Columns, each measured on the same environment with the same hyperparameters (th
 - updates/s: gradient steps on a filled buffer, sampling included;
 - env steps/s: the learning phase of training, i.e. per step: pick an action with the policy,
   step the environment, store the transition, sample, update. sac-cli's side is the loop of
-  `Trainer` built from the same parts (make_env, build_agent, ReplayBuffer,
+  `Trainer` built from the same parts (builders.build_parts,
   MetricAccumulator, with their means read once per segment, as a log row does); SB3's is
   `model.learn(steps, reset_num_timesteps=False)` after its `learning_starts` random steps;
 - steps/CPU-s: the same per second of process CPU time (all its threads): less sensitive
@@ -41,15 +41,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from sac_cli.agents import build_agent, keep_freed_memory
-from sac_cli.config import AgentConfig, NetworkConfig, TrainConfig
+from sac_cli.agents import keep_freed_memory
+from sac_cli.builders import build_parts
+from sac_cli.config import AgentConfig, EnvConfig, NetworkConfig, TrainConfig
 from sac_cli.device import resolve_device
 from sac_cli.envs import env_dims, make_env
 from sac_cli.errors import UserError
 from sac_cli.files import atomic_write_text
 from sac_cli.logger import MetricAccumulator
 from sac_cli.replay import ReplayBuffer
-from sac_cli.update import UpdateEngine, branch_threads_by_default
+from sac_cli.update import branch_threads_by_default
 
 PROG = "sac-bench"
 MEMORY_ENV = ("Humanoid-v4", 376, 17)  # the issue's memory figure: obs and action sizes
@@ -144,6 +145,7 @@ class SacCliRunner(Runner):
         self.name = "sac-cli compiled" if compiled else "sac-cli eager"
         self.settings = settings
         cfg = TrainConfig(
+            env=EnvConfig(id=settings.env_id),
             agent=AgentConfig(batch_size=settings.batch_size, buffer_size=settings.buffer_size),
             network=NetworkConfig(hidden_sizes=list(settings.hidden)),
             seed=settings.seed,
@@ -151,17 +153,11 @@ class SacCliRunner(Runner):
             compile=compiled,
         )
         self.cfg = cfg
-        self.env = make_env(settings.env_id)
-        obs_dim, act_dim = env_dims(self.env)
-        torch.manual_seed(settings.seed)
-        self.agent = build_agent(cfg, obs_dim, act_dim, settings.device)
-        self.engine = UpdateEngine(self.agent, settings.device, compile=compiled)
-        self.buffer = ReplayBuffer(
-            settings.buffer_size, obs_dim, act_dim, settings.device, settings.seed
-        )
+        # The parts sac-train builds (the branch threads are set per thread count below).
+        parts = build_parts(cfg, settings.device)
+        self.env, self.agent, self.engine = parts.env, parts.agent, parts.engine
+        self.buffer, self.obs = parts.buffer, parts.first_obs
         self.metrics = MetricAccumulator()
-        self.env.action_space.seed(settings.seed)
-        self.obs, _ = self.env.reset(seed=settings.seed)
         for _ in range(settings.learning_starts):  # the uniform-random phase, as sac-train
             self._env_step(self.env.action_space.sample())
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from sac_cli import sweep
+from sac_cli.builders import build_parts
 from sac_cli.checkpoint import CHECKPOINT_DIR, LAST
 from sac_cli.cli import env_file_for_id, exit_on_user_error, run_cli
 from sac_cli.config import TrainConfig, register_configs, validate
@@ -77,9 +78,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> Trainer:
     config_dict = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if sweep.is_multirun():
         sweep.name_wandb_run(config, config_dict)  # type: ignore[arg-type]
-    trainer = Trainer(
-        config, run_dir, device, config_dict, shares_cores=share is not None  # type: ignore[arg-type]
-    )
+    parts = build_parts(config, device, shares_cores=share is not None)
+    trainer = Trainer(config, run_dir, parts, config_dict)  # type: ignore[arg-type]
     if sweep.is_multirun():
         # Jobs that run side by side share the terminal: labelled lines, no bars.
         trainer.progress_style = (str(config.logger.name), share is None)

@@ -50,25 +50,20 @@ from typing import Any
 import torch
 
 from sac_cli import checkpoint as ckpt
-from sac_cli.agents import build_agent
+from sac_cli.builders import Parts
 from sac_cli.config import TrainConfig
-from sac_cli.envs import env_dims, make_env
 from sac_cli.errors import UserError
 from sac_cli.evaluation import (
     VIDEO_DIR,
-    check_video_support,
     evaluate,
-    prepare_offscreen_rendering,
     record_episodes,
 )
 from sac_cli.files import atomic_write_text
 from sac_cli.logger import METRICS_FILE, MetricAccumulator, RunLogger, truncate_metrics
 from sac_cli.progress import Progress
-from sac_cli.replay import ReplayBuffer
 from sac_cli.run_dir import check_resumable
-from sac_cli.seeding import eval_seeds, restore_rng_state, rng_state, seed_everything
+from sac_cli.seeding import eval_seeds, restore_rng_state, rng_state
 from sac_cli.signals import STOP, Stopped
-from sac_cli.update import UpdateEngine, branch_threads_by_default
 
 log = logging.getLogger(__name__)
 
@@ -96,34 +91,18 @@ class Trainer:
         self,
         cfg: TrainConfig,
         run_dir: Path,
-        device: torch.device,
+        parts: Parts,
         config_dict: dict[str, Any],
-        shares_cores: bool = False,
     ) -> None:
-        """shares_cores: other jobs of a sweep run beside this one (no branch threads)."""
+        """parts: build_parts(cfg, device); config_dict: the resolved config, as saved in
+        checkpoints and given to W&B."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.config_dict = config_dict
         self.video = cfg.eval.video and cfg.eval.episodes > 0
-        if self.video:
-            prepare_offscreen_rendering()  # before mujoco is imported
-        self.env = make_env(cfg.env.id)
-        self.eval_env = make_env(cfg.env.id, step_limit=cfg.eval.max_episode_steps)
-        if self.video:
-            check_video_support(cfg.env.id)
-        self.obs_dim, self.act_dim = env_dims(self.env)
-        ReplayBuffer.check_fits(
-            cfg.agent.buffer_size, self.obs_dim, self.act_dim, device, "agent.buffer_size"
-        )
-        # Seed before building the networks: their initial weights come from torch's generator.
-        self.first_obs = seed_everything(cfg.seed, self.env)
-        self.agent = build_agent(cfg, self.obs_dim, self.act_dim, device)
-        self.engine = UpdateEngine(
-            self.agent, device, branch_threads_by_default(device, shares_cores), cfg.compile
-        )
-        self.buffer = ReplayBuffer(
-            cfg.agent.buffer_size, self.obs_dim, self.act_dim, device, cfg.seed
-        )
+        self.env, self.eval_env = parts.env, parts.eval_env
+        self.agent, self.engine, self.buffer = parts.agent, parts.engine, parts.buffer
+        self.first_obs, self.obs_dim, self.act_dim = parts.first_obs, parts.obs_dim, parts.act_dim
         self.metrics = MetricAccumulator()
         self.step = 0
         self.episodes = 0
