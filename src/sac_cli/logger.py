@@ -27,8 +27,9 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop rows logged after `last_step` (a resumed run logs them again) and a torn last line."""
     if not path.exists():
         return
-    kept = [line for _, line, row in metrics.rows(path) if row["step"] <= last_step]
-    if len(kept) != len(path.read_text().splitlines()):
+    text = path.read_text(errors="replace")  # read once: the rows kept and the lines they were
+    kept = [line for _, line, row in metrics.parse(text, path) if row["step"] <= last_step]
+    if len(kept) != len(text.splitlines()):
         atomic_write_text("".join(f"{line}\n" for line in kept), path)
 
 

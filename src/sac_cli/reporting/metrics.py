@@ -33,6 +33,11 @@ def rows(path: Path) -> Iterator[tuple[int, str, dict]]:
         text = path.read_text(errors="replace")
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Iterator[tuple[int, str, dict]]:
+    """rows() of a metrics file's text (path: for the error message)."""
     for number, line in enumerate(text.splitlines(), start=1):
         try:
             row = json.loads(line)
