@@ -44,7 +44,7 @@ bench: $(STAMP) ## throughput benchmark, side by side with Stable-Baselines3 whe
 
 GPU_OUT ?= outputs
 gpu-check: $(STAMP) ## on a CUDA machine: the gpu tests, then sac-bench --device cuda (JSON in GPU_OUT)
-	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/gpu
 	mkdir -p $(GPU_OUT) && $(BIN)/sac-bench --device cuda --threads 1 --json $(GPU_OUT)/bench-gpu.json
 
 clean: ## remove the virtual environment and caches (outputs/ stays)

@@ -1,17 +1,23 @@
-"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+"""Typed schemas for every config group, registered in Hydra's ConfigStore: the one place
+where defaults are written (the YAML files under conf/ state only what their option sets
+beyond them).
 
 The primary config (`conf/train.yaml`) extends `train_schema`, so Hydra rejects a mistyped
-key or a value of the wrong type while composing. `validate` then checks what types
-cannot express (signs, ranges, relations between keys).
+key or a value of the wrong type while composing. An agent whose keys go beyond the shared
+schema declares them in AGENT_SCHEMAS (group -> dataclass); its conf/agent file selects them
+(`/schema/<group>@<group>: <agent>`), so that `optimizer.value_lr` exists with agent=sac_v1
+and is a mistyped key with agent=sac. `validate` then checks what types cannot express
+(signs, ranges, relations between keys).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sac_cli.errors import UserError
 
@@ -80,10 +86,16 @@ class NetworkConfig:
 
 @dataclass
 class OptimizerConfig:
+    # Adam with the papers' learning rate for every network and for log-alpha.
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    value_lr: float = 3e-4
     alpha_lr: float = 3e-4
+
+
+@dataclass
+class SACv1OptimizerConfig(OptimizerConfig):
+    # The state-value network V_psi of SAC 2018a (eqs. 5-6).
+    value_lr: float = 3e-4
 
 
 @dataclass
@@ -131,8 +143,43 @@ class TrainConfig:
     compile: bool = False
 
 
+# Each agent's schema beyond the shared one: config group -> its dataclass.
+AGENT_SCHEMAS: dict[AgentName, dict[str, type]] = {
+    AgentName.sac_v1: {"optimizer": SACv1OptimizerConfig},
+}
+
+
 def register_configs() -> None:
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for agent, groups in AGENT_SCHEMAS.items():
+        for group, node in groups.items():
+            store.store(group=f"schema/{group}", name=agent.value, node=node)
+
+
+def schema_of(config: Any) -> DictConfig:
+    """The schema that a saved config (a checkpoint's, a dict) is checked against:
+    TrainConfig with its agent's own groups."""
+    agent = config.get("agent") if isinstance(config, dict) else None
+    name = agent.get("name") if isinstance(agent, dict) else None
+    schema = OmegaConf.structured(TrainConfig)
+    own = next((groups for a, groups in AGENT_SCHEMAS.items() if a.value == name), {})
+    for group, node in own.items():
+        schema = OmegaConf.merge(schema, {group: OmegaConf.structured(node)})
+    return schema
+
+
+def upgrade_saved_config(config: Any) -> Any:
+    """A saved config (a checkpoint's) as this version composes it: checkpoints of sac-cli
+    <= 0.1 gave agent=sac an `optimizer.value_lr`, which it never used."""
+    agent = config.get("agent") if isinstance(config, dict) else None
+    optimizer = config.get("optimizer") if isinstance(config, dict) else None
+    if not (isinstance(agent, dict) and isinstance(optimizer, dict)):
+        return config
+    if agent.get("name") == AgentName.sac.value and "value_lr" in optimizer:
+        optimizer = {k: v for k, v in optimizer.items() if k != "value_lr"}
+        return {**config, "optimizer": optimizer}
+    return config
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -147,7 +194,11 @@ def validate(cfg: TrainConfig) -> None:
         "agent.reward_scale": cfg.agent.reward_scale,
         "optimizer.actor_lr": cfg.optimizer.actor_lr,
         "optimizer.critic_lr": cfg.optimizer.critic_lr,
-        "optimizer.value_lr": cfg.optimizer.value_lr,
+        **(
+            {"optimizer.value_lr": cfg.optimizer.value_lr}
+            if isinstance(cfg.optimizer, SACv1OptimizerConfig)
+            else {}
+        ),
         "optimizer.alpha_lr": cfg.optimizer.alpha_lr,
         "temperature.alpha": cfg.temperature.alpha,
         "eval.every": cfg.eval.every,

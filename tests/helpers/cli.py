@@ -47,9 +47,9 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """Run `sac-train`, `sac-eval` or `sac-plot` as a user would (the console script's module)."""
     module = {
-        "sac-train": "sac_cli.train",
-        "sac-eval": "sac_cli.evaluate",
-        "sac-plot": "sac_cli.plot",
+        "sac-train": "sac_cli.cli.train",
+        "sac-eval": "sac_cli.cli.evaluate",
+        "sac-plot": "sac_cli.cli.plot",
     }
     return subprocess.run(
         [sys.executable, "-m", module[command], *args],

@@ -6,7 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from sac_cli.run_dir import LOCK_FILE
+from sac_cli.training.run_dir import LOCK_FILE
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -6,7 +6,7 @@ import weakref
 
 import torch
 
-from sac_cli.update import Metrics, UpdateEngine
+from sac_cli.training.update import Metrics, UpdateEngine
 
 _engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

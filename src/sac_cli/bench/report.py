@@ -1,0 +1,174 @@
+"""sac-bench's report: medians, ratios against the peers, the replay buffer's memory, and
+the table printed from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sac_cli.bench.peers import sb3_version
+from sac_cli.bench.runners import Result, Settings
+from sac_cli.device import keep_freed_memory
+from sac_cli.training.replay import ReplayBuffer
+
+PROG = "sac-bench"
+MEMORY_ENV = ("Humanoid-v4", 376, 17)  # the issue's memory figure: obs and action sizes
+MEMORY_CAPACITY = 1_000_000
+
+# Row keys of the ratios to the SB3 row of the same thread count.
+SB3_RATIOS = {
+    "updates_per_s": "updates_vs_sb3",
+    "steps_per_s": "steps_vs_sb3",
+    "steps_per_cpu_s": "steps_per_cpu_vs_sb3",
+}
+
+
+def memory_figures(obs_dim: int, act_dim: int, env_id: str) -> dict[str, Any]:
+    figures = {}
+    for name, o, a in [(env_id, obs_dim, act_dim), MEMORY_ENV]:
+        planned = ReplayBuffer.planned_bytes_per_transition(MEMORY_CAPACITY, o, a)
+        # What storing s' beside s takes: two observations, the action, reward and two flags.
+        two_copies = 4 * (2 * o + a + 1) + 2
+        figures[name] = {
+            "obs_dim": o,
+            "act_dim": a,
+            "bytes_per_transition": planned,
+            "two_copies_bytes_per_transition": two_copies,
+            "ratio": planned / two_copies,
+            "mib_at_1m": planned * MEMORY_CAPACITY / 2**20,
+        }
+    return figures
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "-" if value != value else f"{value:,.{digits}f}"
+
+
+def table(report: dict[str, Any]) -> str:
+    threads = ", ".join(str(n) for n in report["threads"])
+    lines = [
+        f"{PROG}: {report['env']} (obs {report['obs_dim']}, act {report['act_dim']}), "
+        f"device {report['device']}, torch {report['torch']}, threads {threads}, "
+        f"allocator keeps freed memory: {report['allocator_tuned']}",
+        f"hyperparameters: {report['hyperparameters']}",
+        f"{report['repeats']} interleaved repeats of {report['updates']} updates and "
+        f"{report['steps']} learning steps each; medians; load average "
+        f"{report['load_before']} before, {report['load_after']} after",
+        "",
+    ]
+    header = (
+        f"{'':30} {'threads':>7} {'branches':>8} {'updates/s':>10} {'env steps/s':>12} "
+        f"{'vs SB3':>7}   {'steps/CPU-s':>11} {'vs SB3':>7} {'setup s':>8}"
+    )
+    lines += [header, "-" * len(header)]
+
+    def ratio(row: dict[str, Any], key: str) -> str:
+        return _fmt(row[key], 2) + "x" if key in row else ""
+
+    for row in report["results"]:
+        branches = row["branches"] if row["branches"] is not None else "-"
+        lines.append(
+            f"{row['name']:30} {row['threads']:>7} {branches:>8} {_fmt(row['updates_per_s']):>10} "
+            f"{_fmt(row['steps_per_s']):>12} {ratio(row, 'steps_vs_sb3'):>7}   "
+            f"{_fmt(row['steps_per_cpu_s']):>11} {ratio(row, 'steps_per_cpu_vs_sb3'):>7} "
+            f"{_fmt(row['setup_s'], 0):>8}"
+        )
+    if report["sb3"] is None:
+        lines.append(
+            "stable-baselines3 is not installed: no SB3 rows "
+            "(pip install 'sac-cli[bench]' or 'stable-baselines3>=2.4,<3')"
+        )
+    for name, value in report["ratios"].items():
+        lines.append(f"{name}: {value:.2f}x")
+    lines.append("")
+    lines.append("replay buffer, 1M transitions (each observation stored once):")
+    for env, mem in report["memory"].items():
+        lines.append(
+            f"  {env} (obs {mem['obs_dim']}, act {mem['act_dim']}): "
+            f"{mem['bytes_per_transition']:,.0f} bytes/transition, {mem['mib_at_1m']:,.0f} MiB; "
+            f"{mem['ratio']:.2f}x of storing s' too ({mem['two_copies_bytes_per_transition']:,} B)"
+        )
+    return "\n".join(lines)
+
+
+def build_report(
+    settings: Settings, results: list[Result], obs_dim: int, act_dim: int, loads: list[str]
+) -> dict[str, Any]:
+    by_key = {(r.variant, r.threads): r for r in results}
+    rows: list[dict[str, Any]] = []
+    ratios: dict[str, float] = {}
+    for r in results:
+        row: dict[str, Any] = {
+            "name": r.name,
+            "variant": r.variant,
+            "threads": r.threads,
+            "branches": r.branches,
+            "updates_per_s": r.median("updates_per_s"),
+            "steps_per_s": r.median("steps_per_s"),
+            "updates_per_cpu_s": r.median("updates_per_cpu_s"),
+            "steps_per_cpu_s": r.median("steps_per_cpu_s"),
+            "setup_s": r.setup_s,
+            "runs": {
+                "updates_per_s": r.updates_per_s,
+                "steps_per_s": r.steps_per_s,
+                "updates_per_cpu_s": r.updates_per_cpu_s,
+                "steps_per_cpu_s": r.steps_per_cpu_s,
+            },
+        }
+        sb3 = by_key.get(("sb3", r.threads))
+        if sb3 is not None:
+            for key, name in SB3_RATIOS.items():
+                row[name] = r.median(key) / sb3.median(key)
+            if r is not sb3:
+                ratios[f"{r.name} / SB3, updates/s ({r.threads} threads)"] = (
+                    r.median("updates_per_s") / sb3.median("updates_per_s")
+                )
+        rows.append(row)
+    best = {}
+    for r in results:
+        if r.variant not in best or r.median("steps_per_s") > best[r.variant].median("steps_per_s"):
+            best[r.variant] = r
+    if "sb3" in best and len(by_key) > len(best):  # several thread counts: best against best
+        sb3 = best["sb3"]
+        for variant in ("eager", "compiled"):
+            if variant in best:
+                r = best[variant]
+                ratios[
+                    f"{r.name} at its best ({r.threads} threads) / SB3 at its best "
+                    f"({sb3.threads} threads), env steps/s"
+                ] = r.median("steps_per_s") / sb3.median("steps_per_s")
+    for n in sorted({r.threads for r in results}):
+        eager, compiled = by_key.get(("eager", n)), by_key.get(("compiled", n))
+        if eager is not None and compiled is not None:
+            for key, label in [("updates_per_s", "updates/s"), ("steps_per_s", "env steps/s")]:
+                ratios[f"compiled / eager, {label} ({n} threads)"] = (
+                    compiled.median(key) / eager.median(key)
+                )
+    return {
+        "env": settings.env_id,
+        "obs_dim": obs_dim,
+        "act_dim": act_dim,
+        "device": str(settings.device),
+        "threads": list(dict.fromkeys(r.threads for r in results)),
+        "torch": torch.__version__,
+        "sb3": sb3_version(),
+        "allocator_tuned": keep_freed_memory(),
+        "hyperparameters": {
+            "hidden_sizes": list(settings.hidden),
+            "batch_size": settings.batch_size,
+            "buffer_size": settings.buffer_size,
+            "learning_starts": settings.learning_starts,
+            "updates_per_step": 1,
+            "lr": 3e-4,
+            "temperature": "auto",
+        },
+        "repeats": settings.repeats,
+        "steps": settings.steps,
+        "updates": settings.updates,
+        "load_before": loads[0],
+        "load_after": loads[-1],
+        "results": rows,
+        "ratios": ratios,
+        "memory": memory_figures(obs_dim, act_dim, settings.env_id),
+    }

@@ -1,0 +1,106 @@
+"""The update engine runs what an agent declares: schedules that the SAC family needs (a
+delayed policy, targets averaged every k steps, several critic steps per environment step,
+no target networks at all), with the agent knowing nothing of how."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from helpers.updates import engine_of
+
+from sac_cli.agents.base import Schedule
+from sac_cli.agents.sac import SAC
+from sac_cli.config import (
+    AgentConfig,
+    AgentName,
+    NetworkConfig,
+    OptimizerConfig,
+    TemperatureConfig,
+    TemperatureMode,
+)
+from sac_cli.training.replay import Batch
+
+OBS_DIM, ACT_DIM, BATCH = 4, 2, 16
+
+
+def make_sac(**agent_cfg) -> SAC:
+    torch.manual_seed(0)
+    return SAC(OBS_DIM, ACT_DIM, AgentConfig(name=AgentName.sac, **agent_cfg),
+               NetworkConfig(hidden_sizes=[8]), OptimizerConfig(),
+               TemperatureConfig(mode=TemperatureMode.auto))  # fmt: skip
+
+
+def batch(seed: int) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        obs=torch.randn(BATCH, OBS_DIM, generator=g),
+        actions=torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
+        rewards=torch.randn(BATCH, generator=g),
+        next_obs=torch.randn(BATCH, OBS_DIM, generator=g),
+        terminated=torch.zeros(BATCH),
+    )
+
+
+def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(module: torch.nn.Module, before: list[torch.Tensor]) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(module.parameters(), before, strict=True))
+
+
+def test_a_delayed_policy_steps_only_every_k_critic_steps() -> None:
+    agent = make_sac()
+    agent.schedule = dataclasses.replace(agent.schedule, policy_every=3)
+    engine = engine_of(agent)
+    seen = []
+    for step in range(4):
+        actor, critic = snapshot(agent.actor), snapshot(agent.critic)
+        metrics = engine.update(batch(step))
+        seen.append("loss/actor" in metrics)
+        assert not same(agent.critic, critic)  # the critic steps every time
+        assert same(agent.actor, actor) is ("loss/actor" not in metrics)
+    assert seen == [True, False, False, True]
+    # The idle branch's Adam state did not move either: its step count is its own.
+    adam = engine.optimizers["networks"].state
+    assert adam[next(agent.actor.parameters())]["step"] == 2
+    assert adam[next(agent.critic.parameters())]["step"] == 4
+
+
+def test_targets_average_every_k_steps_and_critic_steps_come_from_the_config() -> None:
+    agent = make_sac(target_update_interval=2, updates_per_step=20)
+    assert agent.schedule == Schedule(critic_steps=20, policy_every=1, target_every=2)
+    engine = engine_of(agent)
+    target = snapshot(agent.critic_target)
+    engine.update(batch(0))
+    assert same(agent.critic_target, target)
+    engine.update(batch(1))
+    assert not same(agent.critic_target, target)
+
+
+class NoTargetSAC(SAC):
+    """SAC bootstrapping from its online critic: an agent with no target pairs (as CrossQ)."""
+
+    def target_pairs(self):
+        return []
+
+
+def test_an_agent_without_target_networks_updates() -> None:
+    torch.manual_seed(0)
+    agent = NoTargetSAC(OBS_DIM, ACT_DIM, AgentConfig(), NetworkConfig(hidden_sizes=[8]),
+                        OptimizerConfig(), TemperatureConfig())  # fmt: skip
+    target = snapshot(agent.critic_target)
+    metrics = engine_of(agent).update(batch(0))
+    assert torch.isfinite(metrics["loss/critic"])
+    assert same(agent.critic_target, target)  # nothing averaged into it
+
+
+def test_a_metric_is_averaged_over_the_updates_that_report_it() -> None:
+    from sac_cli.training.logger import MetricAccumulator
+
+    metrics = MetricAccumulator()
+    metrics.add({"loss/critic": torch.tensor(1.0), "loss/actor": torch.tensor(4.0)})
+    metrics.add({"loss/critic": torch.tensor(3.0)})  # the policy did not step this update
+    assert metrics.count == 2
+    assert metrics.pop_means() == {"loss/critic": 2.0, "loss/actor": 4.0}
