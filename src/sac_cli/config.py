@@ -121,6 +121,8 @@ class LoggerConfig:
     name: str | None = None
     # Environment steps between two logged rows of losses and perf/sps.
     every: int = 1_000
+    # Also write TensorBoard event files under <run dir>/tensorboard/ (the same metrics).
+    tensorboard: bool = False
 
 
 @dataclass

@@ -74,6 +74,7 @@ def build_trainer(
     checkpoints = Checkpoints(run_dir, parts, MetricAccumulator(), config_dict, cfg.env.id)
     log = cfg.logger
     open_logger = functools.partial(
-        RunLogger, run_dir, config_dict, log.mode.value, log.project, log.group, log.name
-    )
+        RunLogger, run_dir, config_dict, log.mode.value, log.project, log.group, log.name,
+        log.tensorboard,
+    )  # fmt: skip
     return Trainer(cfg, parts, checkpoints, open_logger, progress_style)

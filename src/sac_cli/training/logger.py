@@ -1,4 +1,5 @@
-"""Where numbers go: a W&B run (offline by default) and metrics.jsonl (the terminal: progress)."""
+"""Where numbers go: metrics.jsonl, a W&B run (offline by default) and, when asked, TensorBoard
+event files (the terminal: progress.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sac_cli.errors import UserError
 from sac_cli.files import atomic_write_text
 from sac_cli.reporting import metrics
 from sac_cli.reporting.metrics import METRICS_FILE
+from sac_cli.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +89,14 @@ class RunLogger:
         project: str,
         group: str | None,
         name: str | None,
+        tensorboard: bool = False,
         run_id: str | None = None,
+        step: int = 0,
     ) -> None:
+        """run_id: the W&B run to continue; step: the step the run resumes from."""
         self.path = run_dir / METRICS_FILE
         self.file = self.path.open("a", buffering=1)
+        self.tensorboard = TensorBoardLog(run_dir, config, step) if tensorboard else None
         self.wandb_run = None
         if mode != "disabled":
             import wandb
@@ -115,6 +121,8 @@ class RunLogger:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         with self._writing():
             self.file.write(json_row(step, metrics, time.time()) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.log(step, metrics)
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
 
@@ -123,6 +131,8 @@ class RunLogger:
         with self._writing():
             self.file.flush()
             os.fsync(self.file.fileno())
+            if self.tensorboard is not None:
+                self.tensorboard.flush()
 
     @contextlib.contextmanager
     def _writing(self):
@@ -133,6 +143,8 @@ class RunLogger:
             raise UserError(f"cannot write {self.path}: {error.strerror or error}{hint}") from None
 
     def log_video(self, step: int, path: Path) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.log_video(step, path)
         if self.wandb_run is not None:
             import wandb
 
@@ -143,6 +155,8 @@ class RunLogger:
         failed."""
         with contextlib.suppress(OSError):  # a full disk: the rows after the checkpoint
             self.file.close()  # are lost, and logged again on resume
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         if self.wandb_run is not None:
             run, self.wandb_run = self.wandb_run, None
             try:

@@ -61,9 +61,10 @@ if TYPE_CHECKING:  # builders.py imports this module
 
 log = logging.getLogger(__name__)
 
-# Opens the run's logger, given the W&B run id to continue (None: a new W&B run). The
-# trainer opens it once the run directory is tidy, since the id comes from the checkpoint.
-OpenLogger = Callable[[str | None], RunLogger]
+# Opens the run's logger, given the W&B run id to continue (None: a new W&B run) and the step
+# it resumes from. The trainer opens it once the run directory is tidy: both come from the
+# checkpoint.
+OpenLogger = Callable[[str | None, int], RunLogger]
 
 
 class Trainer:
@@ -122,7 +123,7 @@ class Trainer:
         if self.step >= self.cfg.total_steps:
             self._finish_done_run()
             return self.state.last_eval_return
-        self.logger = self.open_logger(self.state.wandb_run_id)
+        self.logger = self.open_logger(self.state.wandb_run_id, self.step)
         self.state.wandb_run_id = self.logger.run_id
         self.checkpoints.remember_wandb_run(self.state)
         progress = Progress(
