@@ -50,6 +50,7 @@ def run_cli(
         "sac-train": "sac_cli.cli.train",
         "sac-eval": "sac_cli.cli.evaluate",
         "sac-plot": "sac_cli.cli.plot",
+        "sac-export": "sac_cli.cli.export",
     }
     return subprocess.run(
         [sys.executable, "-m", module[command], *args],
