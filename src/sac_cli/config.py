@@ -52,6 +52,9 @@ class EnvConfig:
     id: str = MISSING
     # Reward scale of SAC 2018a (its appendix D); agent=sac_v1 uses it, agent=sac does not.
     reward_scale: float = 5.0
+    # Standardise observations by a running mean and variance of those collected (frozen in
+    # evaluation; saved in checkpoints; applied by sac-eval and sac-export).
+    normalize_obs: bool = False
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from helpers.cli import TINY, run_cli
+from helpers.cli import TINY, read_metrics, run_cli
 
 from sac_cli.cli.loading import load_policy
 from sac_cli.envs.make import make_env
@@ -94,3 +94,24 @@ def test_an_unwritable_out_is_one_line_and_writes_nothing(run_dir: Path, tmp_pat
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "cannot write to" in result.stderr.strip().splitlines()[-1]
     assert sorted(p.name for p in run_dir.rglob("*")) == before
+
+
+def test_normalised_observations_reach_sac_eval_and_the_export(tmp_path: Path):
+    """env.normalize_obs=true: sac-eval replays the training's own last evaluation (same
+    seeds, the frozen statistics), and the exported policy standardises as the agent does."""
+    run_dir = tmp_path / "run"
+    result = run_cli("sac-train", *TINY, "total_steps=400", "logger.mode=disabled",
+                     "env.normalize_obs=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trained = [r["eval/return_mean"] for r in read_metrics(run_dir) if "eval/return_mean" in r]
+    evaluated = run_cli("sac-eval", f"checkpoint={run_dir}", "episodes=1", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((run_dir / "eval-last-step-400.json").read_text())
+    assert report["return_mean"] == trained[-1]
+
+    exported = run_cli("sac-export", f"checkpoint={run_dir}", "format=torchscript", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    module = torch.jit.load(str(run_dir / "export" / "policy-last-step-400.pt"))
+    obs = OBS * 20  # far from the statistics: clipping shows too
+    np.testing.assert_allclose(module(torch.from_numpy(obs)).numpy(),
+                               expected_actions(run_dir, obs)[0], rtol=1e-5, atol=1e-5)

@@ -95,14 +95,16 @@ def kill(process: subprocess.Popen) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-def test_sigkill_and_resume_is_bit_identical(tmp_path: Path):
+@pytest.mark.parametrize("extra", [[], ["env.normalize_obs=true"]], ids=["plain", "normalize_obs"])
+def test_sigkill_and_resume_is_bit_identical(tmp_path: Path, extra: list[str]):
     """Killed once before its first checkpoint and once after one, the run ends with the
-    weights and the metrics.jsonl rows of the same run uninterrupted, in one W&B run."""
+    weights (with normalize_obs, the observation statistics too) and the metrics.jsonl rows
+    of the same run uninterrupted, in one W&B run."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    uninterrupted = start_train(straight, tmp_path)
+    uninterrupted = start_train(straight, tmp_path, *extra)
     last = killed / "checkpoints" / "last.pt"
 
-    first = start_train(killed, tmp_path)
+    first = start_train(killed, tmp_path, *extra)
     wait_for(lambda: len(logged_steps(killed)) > 0 and not last.exists(), first)
     kill(first)
     assert not last.exists() and logged_steps(killed)  # rows with no checkpoint behind them
@@ -113,14 +115,14 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path: Path):
         step = checkpoint_step(last)
         return step is not None and step >= 400 and max(logged_steps(killed)) > step
 
-    second = start_train(killed, tmp_path)
+    second = start_train(killed, tmp_path, *extra)
     wait_for(past_a_checkpoint, second)
     kill(second)
     killed_at = checkpoint_step(last)
     assert not (killed / "checkpoints" / "final.pt").exists()
     assert max(logged_steps(killed)) > killed_at  # rows the resume must drop
 
-    third = run_cli("sac-train", *RESUME_ARGS, f"hydra.run.dir={killed}", cwd=tmp_path)
+    third = run_cli("sac-train", *RESUME_ARGS, *extra, f"hydra.run.dir={killed}", cwd=tmp_path)
     assert third.returncode == 0, third.stderr
     assert f"resuming from {last} at step {killed_at}" in third.stderr
     out, err = uninterrupted.communicate(timeout=300)
@@ -130,6 +132,8 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path: Path):
     assert expected.keys() == resumed.keys()
     for name, tensor in expected.items():
         assert torch.equal(tensor, resumed[name]), name
+    if extra:  # one observation a collected step joined the statistics, none of evaluations
+        assert float(resumed["obs_normalizer.count"]) == 1600
 
     rows, resumed_rows = read_metrics(straight), read_metrics(killed)
     assert [row["step"] for row in resumed_rows] == [row["step"] for row in rows]

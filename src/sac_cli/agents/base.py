@@ -19,6 +19,7 @@ from torch import nn
 
 from sac_cli.agents.losses import policy_loss
 from sac_cli.agents.networks import QEnsemble, TanhGaussianActor
+from sac_cli.agents.normalizer import ObservationNormalizer
 from sac_cli.agents.temperature import Temperature
 from sac_cli.config import (
     AgentConfig,
@@ -77,6 +78,8 @@ class SoftActorCritic(nn.Module):
         self.critic = QEnsemble(obs_dim, act_dim, hidden, activation, agent.n_critics)
         self.temperature = build_temperature(temperature, act_dim)
         self.build_networks(obs_dim, act_dim, hidden, activation, agent)
+        # env.normalize_obs=true: set by agents.registry.build_agent.
+        self.obs_normalizer: ObservationNormalizer | None = None
 
     def build_networks(
         self, obs_dim: int, act_dim: int, hidden: list[int], activation: str, agent: AgentConfig
@@ -90,9 +93,24 @@ class SoftActorCritic(nn.Module):
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         device = self.temperature.log_alpha.device
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+        if self.obs_normalizer is not None:
+            obs_tensor = self.obs_normalizer(obs_tensor)
         return self.actor.action(obs_tensor, deterministic)[0].cpu().numpy()
 
+    def observe(self, obs: np.ndarray) -> None:
+        """A collected observation: it joins the normaliser's statistics, if any."""
+        if self.obs_normalizer is not None:
+            device = self.obs_normalizer.mean.device
+            self.obs_normalizer.update(torch.as_tensor(obs, dtype=torch.float32, device=device))
+
     # --- learning -------------------------------------------------------------------------
+
+    def normalized(self, batch: Batch) -> Batch:
+        """The batch as the networks see it: observations standardised when normalised."""
+        norm = self.obs_normalizer
+        if norm is None:
+            return batch
+        return batch._replace(obs=norm(batch.obs), next_obs=norm(batch.next_obs))
 
     def critic_losses(self, batch: Batch, *noise: torch.Tensor) -> Losses:
         """The critic's loss (eq. 7) and its metrics, detached."""

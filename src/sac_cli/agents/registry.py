@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from sac_cli.agents.base import SoftActorCritic
+from sac_cli.agents.normalizer import ObservationNormalizer
 from sac_cli.agents.sac import SAC
 from sac_cli.agents.sac_v1 import SACv1
 from sac_cli.config import AgentName, TrainConfig
@@ -17,6 +18,9 @@ def build_agent(
 ) -> SoftActorCritic:
     """The agent of cfg.agent.name on `device` (training.update.UpdateEngine runs its update)."""
     with torch.device(device):
-        return AGENTS[cfg.agent.name](
+        agent = AGENTS[cfg.agent.name](
             obs_dim, act_dim, cfg.agent, cfg.network, cfg.optimizer, cfg.temperature
         )
+        if cfg.env.normalize_obs:
+            agent.obs_normalizer = ObservationNormalizer(obs_dim)
+    return agent

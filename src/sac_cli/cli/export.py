@@ -88,7 +88,8 @@ def run_export(cfg: ExportCommandConfig) -> dict[str, Any]:
     finally:
         env.close()
     low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (bounds.low, bounds.high))
-    policy = DeterministicPolicy(agent.actor, low, high).eval().requires_grad_(False)
+    policy = DeterministicPolicy(agent.actor, low, high, agent.obs_normalizer)
+    policy = policy.eval().requires_grad_(False)
     step = int(state["step"])
     name = f"policy-{path.stem}-step-{step}"
     target = out_dir / f"{name}{SUFFIX[cfg.format]}"

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sac_cli.agents.base import SoftActorCritic
-from sac_cli.agents.registry import AGENTS, build_agent
+from sac_cli.agents.registry import build_agent
 from sac_cli.config import TrainConfig, schema_of, upgrade_saved_config, validate
 from sac_cli.envs.make import env_dims
 from sac_cli.errors import UserError
@@ -42,10 +42,7 @@ def train_config_of(state: dict[str, Any], path: Path) -> TrainConfig:
 def check_weight_shapes(cfg: TrainConfig, state: dict[str, Any], path: Path, dims) -> None:
     """Compare the checkpoint's tensors with the networks its config describes, built on the
     meta device (no memory), before building anything for real."""
-    with torch.device("meta"):
-        expected = AGENTS[cfg.agent.name](
-            *dims, cfg.agent, cfg.network, cfg.optimizer, cfg.temperature
-        ).state_dict()
+    expected = build_agent(cfg, *dims, torch.device("meta")).state_dict()
     weights = state["agent"]
     if not isinstance(weights, dict):
         raise UserError(f"{path}: it holds no network weights")

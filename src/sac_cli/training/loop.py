@@ -153,6 +153,7 @@ class Trainer:
         times): act (uniformly at random before learning starts), step, store, update.
         Returns whether the episode ended, and the step's info."""
         cfg, obs = self.cfg, self.obs
+        self.agent.observe(obs)
         if self.step < cfg.learning_starts:
             action = self.env.action_space.sample()
         else:

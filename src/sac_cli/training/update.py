@@ -116,6 +116,7 @@ class UpdateEngine:
         noise: the draws to use instead of fresh ones (to compare two devices)."""
         if noise is None:
             noise = self.noise(batch.obs.shape[0])
+        batch = self.agent.normalized(batch)
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graph trees
         for optimizer in self.optimizers.values():
