@@ -24,9 +24,9 @@ def seed_everything(seed: int, env: gym.Env) -> np.ndarray:
 def rng_state(env: gym.Env) -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": _numpy_state(),
+        "numpy": _legacy_state(np.random.get_state(legacy=False)),
         "torch": torch.get_rng_state(),
-        "env": env.unwrapped.np_random.bit_generator.state,
+        "env": _generator_state(env.unwrapped.np_random),
         "action_space": env.action_space.np_random.bit_generator.state,
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -34,9 +34,24 @@ def rng_state(env: gym.Env) -> dict[str, Any]:
     return state
 
 
-def _numpy_state() -> dict[str, Any]:
-    # The legacy generator's key array becomes a tensor: checkpoints load with weights_only=True.
-    state = np.random.get_state(legacy=False)
+def _generator_state(rng: np.random.Generator | np.random.RandomState) -> dict[str, Any]:
+    # dm_control's tasks (through shimmy) draw from a legacy RandomState, not a Generator.
+    if isinstance(rng, np.random.RandomState):
+        return _legacy_state(rng.get_state(legacy=False))
+    return rng.bit_generator.state
+
+
+def _set_generator_state(
+    rng: np.random.Generator | np.random.RandomState, state: dict[str, Any]
+) -> None:
+    if isinstance(rng, np.random.RandomState):
+        rng.set_state(_legacy_state_from(state))
+    else:
+        rng.bit_generator.state = state
+
+
+def _legacy_state(state: dict[str, Any]) -> dict[str, Any]:
+    # A legacy generator's key array becomes a tensor: checkpoints load with weights_only=True.
     state["state"] = {
         "key": torch.from_numpy(state["state"]["key"].astype(np.int64)),
         "pos": int(state["state"]["pos"]),
@@ -44,7 +59,7 @@ def _numpy_state() -> dict[str, Any]:
     return state
 
 
-def _numpy_state_from(saved: dict[str, Any]) -> dict[str, Any]:
+def _legacy_state_from(saved: dict[str, Any]) -> dict[str, Any]:
     state = dict(saved)
     state["state"] = {
         "key": saved["state"]["key"].numpy().astype(np.uint32),
@@ -55,9 +70,9 @@ def _numpy_state_from(saved: dict[str, Any]) -> dict[str, Any]:
 
 def restore_rng_state(state: dict[str, Any], env: gym.Env) -> None:
     random.setstate(state["python"])
-    np.random.set_state(_numpy_state_from(state["numpy"]))
+    np.random.set_state(_legacy_state_from(state["numpy"]))
     torch.set_rng_state(state["torch"])
-    env.unwrapped.np_random.bit_generator.state = state["env"]
+    _set_generator_state(env.unwrapped.np_random, state["env"])
     env.action_space.np_random.bit_generator.state = state["action_space"]
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

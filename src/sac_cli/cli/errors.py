@@ -15,6 +15,7 @@ from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
+from sac_cli.envs import dmc
 from sac_cli.errors import UserError
 
 EXIT_USAGE = 2
@@ -127,15 +128,27 @@ GENERIC_ENV = "generic"
 
 def env_file_for_id(argv: list[str]) -> list[str]:
     """`sac-train env.id=<id>` without `env=`: the id's own env file when there is one
-    (`env.id=Hopper-v4` is `env=Hopper-v4`), else `env=generic`, so that the task never
-    inherits the default task's settings (HalfCheetah-v4's 3M steps). An experiment preset
-    chooses its own env file."""
+    (`env.id=Hopper-v4` is `env=Hopper-v4`, `env.id=dm_control/cheetah-run-v0` is
+    `env=dmc/cheetah-run`), else `env=dmc/generic` for a DeepMind Control id and `env=generic`
+    for any other, so that the task never inherits the default task's settings (HalfCheetah-v4's
+    3M steps). An experiment preset chooses its own env file."""
     keys = [arg.split("=", 1)[0].lstrip("+~") for arg in argv]
     if "env.id" not in keys or "env" in keys or "experiment" in keys:
         return argv
     at = keys.index("env.id")
-    env_id = argv[at].split("=", 1)[1]
-    files = importlib.resources.files("sac_cli.conf") / "env"
-    own = (files / f"{env_id}.yaml").is_file() and env_id != GENERIC_ENV
+    option = env_option_for_id(argv[at].split("=", 1)[1])
     # Beside env.id= itself: among the overrides, wherever they stand among the flags.
-    return [*argv[: at + 1], f"env={env_id if own else GENERIC_ENV}", *argv[at + 1 :]]
+    return [*argv[: at + 1], f"env={option}", *argv[at + 1 :]]
+
+
+def env_option_for_id(env_id: str) -> str:
+    files = importlib.resources.files("sac_cli.conf") / "env"
+
+    def has_file(option: str) -> bool:
+        return files.joinpath(*f"{option}.yaml".split("/")).is_file()
+
+    if dmc.is_dm_control(env_id):
+        own = dmc.config_option(env_id)
+        return own if own is not None and has_file(own) else dmc.GENERIC_OPTION
+    own_file = "/" not in env_id and env_id != GENERIC_ENV and has_file(env_id)
+    return env_id if own_file else GENERIC_ENV

@@ -10,6 +10,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from sac_cli.envs import dmc
 from sac_cli.errors import UserError
 
 _mujoco_quieted = False
@@ -40,6 +41,8 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of `env_id`; a `module:Env-v0` id imports `module` first (which
     registers the environment), as gym.make does: only for ids the user names."""
     module, _, name = env_id.rpartition(":")
+    if dmc.is_dm_control(name):
+        dmc.register_dm_control(env_id)
     if module:
         try:
             importlib.import_module(module)
@@ -51,10 +54,29 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     try:
         return gym.spec(name)
     except gym.error.Error as error:
+        example = " such as dm_control/cheetah-run-v0" if dmc.is_dm_control(name) else ""
         raise UserError(
             f"unknown environment id '{env_id}' ({error}): pick a conf/env option "
-            "(see sac-train --help) or a registered Gymnasium id via env.id=<id>"
+            f"(see sac-train --help) or a registered Gymnasium id{example} via env.id=<id>"
         ) from None
+
+
+def gym_make(env_id: str, render: bool = False, **kwargs: object) -> gym.Env:
+    """gym.make of a checked id, rendering into arrays when asked; a dm_control task filmed
+    like a MuJoCo one (envs.dmc.RENDER_KWARGS, real-time frame rate)."""
+    mode = "rgb_array" if render else None
+    with warnings.catch_warnings():
+        # Gymnasium warns that v4 MuJoCo tasks are out of date; they stay supported here.
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        if not dmc.is_dm_control(env_id):
+            return gym.make(env_id, render_mode=mode, **kwargs)
+        try:
+            env = gym.make(env_id, render_mode=mode,
+                           render_kwargs=dmc.RENDER_KWARGS if render else None, **kwargs)
+        except Exception as error:  # dm_control's own, from building the task's physics
+            raise dmc.make_error(env_id, error) from None
+    dmc.play_in_real_time(env)
+    return env
 
 
 def make_env(
@@ -69,10 +91,11 @@ def make_env(
     kwargs = {}
     if step_limit is not None and spec.max_episode_steps is None:
         kwargs["max_episode_steps"] = step_limit
-    with warnings.catch_warnings():
-        # Gymnasium warns that v4 MuJoCo tasks are out of date; they stay supported here.
-        warnings.filterwarnings("ignore", message=".*is out of date.*")
-        env = gym.make(env_id, render_mode="rgb_array" if video_dir else None, **kwargs)
+    env = gym_make(env_id, render=video_dir is not None, **kwargs)
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        # DeepMind Control's observations (position, velocity, ...): one vector, in the order
+        # of the space's keys.
+        env = gym.wrappers.FlattenObservation(env)
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         env.close()
@@ -95,7 +118,7 @@ def make_env(
             env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True
         )
     env = gym.wrappers.RecordEpisodeStatistics(env)
-    bound = np.ones(space.shape, dtype=np.float32)
+    bound = np.ones(space.shape, dtype=space.dtype)  # dm_control acts in float64
     env = gym.wrappers.RescaleAction(env, -bound, bound)
     return env
 

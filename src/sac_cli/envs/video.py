@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import gymnasium as gym
 import numpy as np
 
-from sac_cli.envs.make import quiet_mujoco
+from sac_cli.envs.make import gym_make, quiet_mujoco
 from sac_cli.errors import UserError
 
 VIDEO_PACKAGES = "pip install 'moviepy>=2,<3' 'pygame>=2.1,<3'"
@@ -43,9 +42,9 @@ def check_video_support(env_id: str) -> None:
     try:
         import moviepy  # noqa: F401  (gymnasium's RecordVideo writes MP4s with it)
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is out of date.*")
-            env = gym.make(env_id, render_mode="rgb_array")
+        env = gym_make(env_id, render=True)
+    except UserError:
+        raise
     except Exception as error:
         raise render_error(env_id, error) from None
     try:
