@@ -138,6 +138,11 @@ def plot_curves(groups: Sequence[Group], metric: str, out_stem: Path) -> list[Pa
             fontsize="small",
             frameon=False,
         )
+    return save_figure(fig, out_stem)
+
+
+def save_figure(fig: plt.Figure, out_stem: Path) -> list[Path]:
+    """`out_stem` + .png and .svg; closes the figure."""
     paths = []
     for ext in ("png", "svg"):
         path = out_stem.with_suffix(f".{ext}")

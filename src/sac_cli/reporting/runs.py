@@ -155,20 +155,32 @@ def group_key(overrides: dict[str, str]) -> tuple[tuple[str, str], ...]:
 DEFAULT_LABEL = "default config"
 
 
+Key = tuple[tuple[str, str], ...]
+
+
+def labels_by_key(keys: Sequence[Key]) -> dict[Key, str]:
+    """Each key (a group's overrides) named by what sets it apart from the other keys."""
+    dicts = [dict(k) for k in keys]
+    differing = sorted({k for d in dicts for k in d if len({e.get(k) for e in dicts}) > 1})
+    labels = {}
+    for key in keys:
+        overrides = dict(key)
+        shown = [(k, overrides.get(k, "default")) for k in differing] or list(key)
+        labels[key] = ", ".join(f"{k}={v}" for k, v in shown) or DEFAULT_LABEL
+    return labels
+
+
 def group_runs(runs: Sequence[Run]) -> list[Group]:
     """Runs with the same environment and the same overrides (seed aside), sorted; each
     group named (in the legend and the table alike) by what sets it apart from the others."""
-    groups: dict[tuple[str, tuple[tuple[str, str], ...]], Group] = {}
+    groups: dict[tuple[str, Key], Group] = {}
     for run in runs:
         key = group_key(run.overrides)
         groups.setdefault((run.env_id, key), Group(run.env_id, "", key)).runs.append(run)
     for group in groups.values():
         # What differs between the curves of its panel (its environment's groups).
-        panel = [dict(g.key) for g in groups.values() if g.env_id == group.env_id]
-        differing = sorted({k for d in panel for k in d if len({e.get(k) for e in panel}) > 1})
-        overrides = dict(group.key)
-        shown = [(k, overrides.get(k, "default")) for k in differing] or list(group.key)
-        group.label = ", ".join(f"{k}={v}" for k, v in shown) or DEFAULT_LABEL
+        panel = [g.key for g in groups.values() if g.env_id == group.env_id]
+        group.label = labels_by_key(panel)[group.key]
         group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
     return sorted(groups.values(), key=lambda g: (g.env_id, g.label))
 
