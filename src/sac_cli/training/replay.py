@@ -23,6 +23,7 @@ import torch
 
 from sac_cli.device import available_memory
 from sac_cli.errors import UserError
+from sac_cli.training.replay_file import check_saved
 from sac_cli.types import Batch
 
 
@@ -197,67 +198,11 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state_dict; ValueError names what does not fit (nothing is changed then)."""
-        if "data" not in state:
-            raise ValueError(
-                "replay buffer saved in an older layout (one tensor per field), which this "
-                "version does not read; start a new run directory"
-            )
-        dims = (state.get("obs_dim"), state.get("act_dim"))
-        if state.get("capacity") != self.capacity or dims != (self.obs_dim, self.act_dim):
-            raise ValueError(
-                f"replay buffer of capacity {state.get('capacity')} with observation and action "
-                f"sizes {dims} does not fit capacity {self.capacity} and sizes "
-                f"{(self.obs_dim, self.act_dim)}: resume with the original agent.buffer_size"
-            )
-        pos, size, added, dropped = (
-            _count(state, key) for key in ("pos", "size", "finals_added", "finals_dropped")
-        )
-        data, finals, slots = state.get("data"), state.get("final_obs"), state.get("final_slots")
-        rows = min(self.capacity, size + 1)
-        _check_tensor("data", data, torch.float32, (rows, self.width))
-        _check_tensor("final_obs", finals, torch.float32, (None, self.obs_dim))
-        _check_tensor("final_slots", slots, torch.int64, (added - dropped,))
-        if size > self.capacity or pos >= self.capacity or finals.shape[0] < 1:
-            raise ValueError(
-                f"replay buffer counters (pos {pos}, size {size}) are inconsistent: the file "
-                "is damaged or was not written by sac-cli"
-            )
-        if not isinstance(state.get("generator"), torch.Tensor):
-            raise ValueError("replay buffer has no sampling generator state")
-        self.generator.set_state(state["generator"])
-        self.pos, self.size = pos, size
+        saved = check_saved(state, self.capacity, self.obs_dim, self.act_dim, self.width)
+        self.generator.set_state(saved.generator)
+        self.pos, self.size = saved.pos, saved.size
         self.data.zero_()
-        self.data[:rows].copy_(data)
-        self.final_obs = finals.to(self.device)
-        self.finals_added, self.finals_dropped = added, dropped
-        self.final_slots = deque(slots.tolist())
-
-
-def _count(state: dict, key: str) -> int:
-    value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"replay buffer field {key!r} is {value!r}, not a count")
-    return value
-
-
-def _check_tensor(
-    key: str, value: object, dtype: torch.dtype, shape: tuple[int | None, ...]
-) -> None:
-    """`value` is a tensor of `dtype` whose sizes equal `shape` (None: any size)."""
-    fits = (
-        isinstance(value, torch.Tensor)
-        and value.dtype == dtype
-        and value.dim() == len(shape)
-        and all(want is None or got == want for got, want in zip(value.shape, shape, strict=True))
-    )
-    if not fits:
-        got = (
-            f"{value.dtype} of shape {tuple(value.shape)}"
-            if isinstance(value, torch.Tensor)
-            else type(value).__name__
-        )
-        want = "x".join("*" if n is None else str(n) for n in shape)
-        raise ValueError(
-            f"replay buffer field {key!r} is {got}, expected {dtype} of shape {want}: the file "
-            "is damaged or was not written by sac-cli"
-        )
+        self.data[: saved.data.shape[0]].copy_(saved.data)
+        self.final_obs = saved.final_obs.to(self.device)
+        self.finals_added, self.finals_dropped = saved.finals_added, saved.finals_dropped
+        self.final_slots = deque(saved.final_slots.tolist())
