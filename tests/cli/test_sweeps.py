@@ -23,6 +23,8 @@ from omegaconf import OmegaConf
 from sac_cli.cli import plot
 from sac_cli.cli.sweep.context import sweep_group, threads_per_job
 from sac_cli.cli.sweep.naming import job_dirname
+from sac_cli.cli.sweep.queue import HOPELESS
+from sac_cli.cli.sweep.summary import outcome
 from sac_cli.config import AgentName, TemperatureMode, TrainConfig, validate
 from sac_cli.reporting.runs import parse_overrides
 from sac_cli.reporting.tables import fmt
@@ -481,3 +483,21 @@ def test_threads_per_job_follow_the_launcher():
     assert threads_per_job({"_target_": local, "cpus_per_task": None}, 16) == 1
     assert threads_per_job({"_target_": slurm, "cpus_per_task": 6}, 64) == 6
     assert threads_per_job({"_target_": slurm, "cpus_per_task": None}, 64) is None
+
+
+def test_sweep_summary_names_only_what_happened():
+    """The closing summary counts each outcome that occurred, and no others."""
+    assert outcome(2, 0, 0) == "2 jobs, all ran to the end"
+    assert outcome(1, 0, 0) == "1 job, ran to the end"
+    assert outcome(2, 2, 0) == "2 jobs: 2 failed"
+    assert outcome(4, 2, 0) == "4 jobs: 2 ran to the end, 2 failed"
+    assert outcome(3, 1, 1) == "3 jobs: 1 ran to the end, 1 failed, 1 stopped (resumable)"
+
+
+@pytest.mark.parametrize(
+    ("reason", "hopeless"),
+    [("PartitionConfig", True), ("QOSMaxCpuPerJobLimit", True), ("PartitionTimeLimit", True),
+     ("Resources", False), ("Priority", False), ("BeginTime", False), ("QOSGrpCpuLimit", False)],
+)  # fmt: skip
+def test_pending_reasons_that_waiting_will_not_resolve(reason: str, hopeless: bool):
+    assert bool(HOPELESS.match(reason)) == hopeless

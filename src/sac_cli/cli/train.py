@@ -112,9 +112,11 @@ def main() -> None:
         # No colour codes in redirected logs (Optuna's colorlog honours the convention).
         os.environ.setdefault("NO_COLOR", "1")
     sweep.SWEEP.dir = None  # set by SweepCallback when this is a multirun
+    sweep.SWEEP.ended.clear()
+    sweep.SWEEP.submitted = 0
     try:
         run_cli(_hydra_main, PROG)
-    except (Stopped, sweep.SweepStopped) as stop:
+    except (Stopped, sweep.SweepStopped, sweep.LeftQueued) as stop:
         print(f"{PROG}: {stop}", file=sys.stderr)
         sys.exit(sweep.exit_code(stop.signum))
     except Exception as error:

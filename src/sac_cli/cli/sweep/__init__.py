@@ -12,16 +12,23 @@ In a multirun each job gets:
   SIGTERM, SIGUSR1) stops the whole sweep instead;
 - under submitit (hydra/launcher=submitit_slurm, submitit_local, slurm), submitit's preemption
   signal (USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise) first writes a checkpoint at the
-  end of the current step; submitit then requeues the job, which resumes from it.
+  end of the current step; submitit then requeues the job, which resumes from it;
+- on SLURM (slurm.py, queue.py): the sweep directory, job ids, logs and states are printed
+  while `sac-train` waits for every job; a failed job exits 1 (FAILED in sacct); a job
+  stopped by another signal (SIGTERM: scancel, `scontrol requeue`) checkpoints, writes
+  stopped.txt and leaves no result, so that the sweep waits for SLURM's requeue, or reports
+  it stopped (resumable) if none comes.
 """
 
 from sac_cli.cli.sweep.context import is_multirun, job_threads, name_wandb_run
 from sac_cli.cli.sweep.jobs import SweepStopped, run_job
+from sac_cli.cli.sweep.queue import LeftQueued
 from sac_cli.cli.sweep.requeue import run_requeueable, submitit_preempt_signal
 from sac_cli.cli.sweep.summary import SWEEP, exit_code, report_failures, report_sweep_error
 
 __all__ = [
     "SWEEP",
+    "LeftQueued",
     "SweepStopped",
     "exit_code",
     "is_multirun",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,10 @@ from sac_cli.training.signals import Stopped
 log = logging.getLogger(__name__)
 
 JOB_ERROR_FILE = "error.txt"
+# A job of a SLURM sweep stopped by a signal other than submitit's (a SIGTERM from scancel,
+# `scontrol requeue`, a preemption without GraceTime): its checkpoint is saved and SLURM may
+# requeue it; `sac-train -m` reports it as stopped, not failed, if SLURM does not.
+JOB_STOPPED_FILE = "stopped.txt"
 
 
 class SweepStopped(BaseException):
@@ -52,7 +57,10 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], float]) -> float:
     hydra_cfg = HydraConfig.get()
     label = job_label(hydra_cfg, cfg.seed)
     error_file = Path(hydra_cfg.runtime.output_dir) / JOB_ERROR_FILE
+    stopped_file = error_file.with_name(JOB_STOPPED_FILE)
     error_file.unlink(missing_ok=True)  # from an earlier attempt of this sweep
+    stopped_file.unlink(missing_ok=True)
+    on_slurm = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
     optuna = is_optuna(hydra_cfg.sweeper)
     try:
         if optuna and cfg.eval.episodes <= 0:
@@ -61,6 +69,12 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], float]) -> float:
     except Stopped as stop:
         if submitit_preempt_signal() is None:
             raise SweepStopped(label, stop, str(hydra_cfg.sweep.dir)) from stop
+        if on_slurm:
+            # No result for submitit: the sweep waits while SLURM has the job queued again.
+            line = f"{label} {stop.what}"
+            log.warning(line)
+            atomic_write_text(line + "\n", stopped_file)
+            raise SystemExit(128 + stop.signum) from None
         message, details = str(stop), ""
     except (UserError, HydraException, OmegaConfBaseException) as error:
         message, details = one_line(error), ""
@@ -76,6 +90,10 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], float]) -> float:
         # The study records a failed trial and goes on up to hydra.sweeper.max_failure_rate;
         # it cannot take NaN for an answer (hydra-optuna-sweeper 1.3 then stops with an error).
         raise JobFailed(line)
+    if on_slurm:
+        # A non-zero exit, so that SLURM's accounting shows the job FAILED; the sweep (our
+        # launcher, slurm.py) counts a job without a result as failed and goes on.
+        raise SystemExit(1)
     # NaN, not an exception: the sweep goes on with the other jobs, and main() reports the
     # failed ones once it is over.
     return math.nan
