@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[$(EXTRAS)]'
 	touch $@
 
-.PHONY: help install train test test-full lint bench gpu-check clean
+.PHONY: help install train test test-full test-slurm lint bench gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ test: $(STAMP) ## the default test suite (a few minutes on 2 cores)
 
 test-full: $(STAMP) ## every test, the slow learning checks included
 	$(BIN)/python -m pytest -q -m "" $(ARGS)
+
+test-slurm: $(STAMP) ## as root: install and start a single-node SLURM, run the sweep tests on it (~6 min)
+	tests/cluster/install.sh
+	SAC_CLI_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q -m slurm --durations=0 tests/cluster $(ARGS)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check src tests
