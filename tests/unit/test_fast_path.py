@@ -415,11 +415,23 @@ def test_bench_quick_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
         assert sb3["name"].startswith("stable-baselines3") and sb3["steps_per_s"] > 0
         assert math.isclose(eager["steps_vs_sb3"], eager["steps_per_s"] / sb3["steps_per_s"])
         assert sb3["steps_vs_sb3"] == 1.0
+    peers = [rows[p] for p in ("sb3", "sbx") if p in rows]
+    if peers:  # each row against the fastest peer, by each measure
+        for key, short in (("steps_per_s", "steps"), ("steps_per_cpu_s", "steps_per_cpu")):
+            fastest = max(peer[key] for peer in peers)
+            assert math.isclose(eager[f"{short}_vs_fastest_peer"], eager[key] / fastest)
+            assert max(peer[f"{short}_vs_fastest_peer"] for peer in peers) == 1.0
+    if bench.peer_version("sbx") is not None:
+        sbx = rows["sbx"]
+        assert sbx["name"].startswith("sbx") and sbx["updates_per_s"] > 0
+        assert report["peers"]["sbx"] == bench.peer_version("sbx")
+    else:
+        assert "sbx is not installed" in printed
 
 
 def test_bench_without_sb3_says_so(monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if it were not installed
-    bench.main(TINY_BENCH)
+    bench.main([*TINY_BENCH, "--no-sbx"])
     printed = capsys.readouterr().out
     assert "stable-baselines3 is not installed" in printed
     assert "stable-baselines3 2." not in printed
@@ -427,7 +439,8 @@ def test_bench_without_sb3_says_so(monkeypatch, capsys) -> None:
 
 def test_bench_measures_each_thread_count(tmp_path) -> None:
     out = tmp_path / "bench.json"
-    bench.main([*TINY_BENCH[:-2], "--threads", "1", "2", "--no-sb3", "--json", str(out)])
+    bench.main([*TINY_BENCH[:-2], "--threads", "1", "2", "--no-sb3", "--no-sbx", "--json",
+                str(out)])
     report = json.loads(out.read_text())
     assert report["threads"] == [1, 2]
     assert [(r["variant"], r["threads"]) for r in report["results"]] == [("eager", 1), ("eager", 2)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from sac_cli.bench.peers import sb3_version
+from sac_cli.bench.peers import PEERS, peer_version
 from sac_cli.bench.runners import Result, Settings
 from sac_cli.device import keep_freed_memory
 from sac_cli.training.replay import ReplayBuffer
@@ -16,12 +16,10 @@ PROG = "sac-bench"
 MEMORY_ENV = ("Humanoid-v4", 376, 17)  # the issue's memory figure: obs and action sizes
 MEMORY_CAPACITY = 1_000_000
 
-# Row keys of the ratios to the SB3 row of the same thread count.
-SB3_RATIOS = {
-    "updates_per_s": "updates_vs_sb3",
-    "steps_per_s": "steps_vs_sb3",
-    "steps_per_cpu_s": "steps_per_cpu_vs_sb3",
-}
+# Row keys of the ratios to a peer's row of the same thread count: <short>_vs_<peer>, and
+# <short>_vs_fastest_peer against the peer that is fastest by that measure.
+RATIOS = {"updates_per_s": "updates", "steps_per_s": "steps", "steps_per_cpu_s": "steps_per_cpu"}
+LABELS = {"sb3": "SB3", "sbx": "sbx"}
 
 
 def memory_figures(obs_dim: int, act_dim: int, env_id: str) -> dict[str, Any]:
@@ -59,7 +57,7 @@ def table(report: dict[str, Any]) -> str:
     ]
     header = (
         f"{'':30} {'threads':>7} {'branches':>8} {'updates/s':>10} {'env steps/s':>12} "
-        f"{'vs SB3':>7}   {'steps/CPU-s':>11} {'vs SB3':>7} {'setup s':>8}"
+        f"{'vs best':>7}   {'steps/CPU-s':>11} {'vs best':>7} {'setup s':>8}"
     )
     lines += [header, "-" * len(header)]
 
@@ -70,8 +68,8 @@ def table(report: dict[str, Any]) -> str:
         branches = row["branches"] if row["branches"] is not None else "-"
         lines.append(
             f"{row['name']:30} {row['threads']:>7} {branches:>8} {_fmt(row['updates_per_s']):>10} "
-            f"{_fmt(row['steps_per_s']):>12} {ratio(row, 'steps_vs_sb3'):>7}   "
-            f"{_fmt(row['steps_per_cpu_s']):>11} {ratio(row, 'steps_per_cpu_vs_sb3'):>7} "
+            f"{_fmt(row['steps_per_s']):>12} {ratio(row, 'steps_vs_fastest_peer'):>7}   "
+            f"{_fmt(row['steps_per_cpu_s']):>11} {ratio(row, 'steps_per_cpu_vs_fastest_peer'):>7} "
             f"{_fmt(row['setup_s'], 0):>8}"
         )
     if report["sb3"] is None:
@@ -79,6 +77,11 @@ def table(report: dict[str, Any]) -> str:
             "stable-baselines3 is not installed: no SB3 rows "
             "(pip install 'sac-cli[bench]' or 'stable-baselines3>=2.4,<3')"
         )
+    if report["peers"].get("sbx") is None:
+        lines.append(
+            "sbx is not installed: no sbx rows (pip install 'sac-cli[bench]' or 'sbx-rl')"
+        )
+    lines.append("vs best: against the fastest peer (SB3, sbx) at the same thread count")
     for name, value in report["ratios"].items():
         lines.append(f"{name}: {value:.2f}x")
     lines.append("")
@@ -90,6 +93,25 @@ def table(report: dict[str, Any]) -> str:
             f"{mem['ratio']:.2f}x of storing s' too ({mem['two_copies_bytes_per_transition']:,} B)"
         )
     return "\n".join(lines)
+
+
+def best_against_best(results: list[Result], rows: int) -> dict[str, float]:
+    """With several thread counts: each variant at its fastest against each peer at its
+    fastest (env steps/s)."""
+    best: dict[str, Result] = {}
+    for r in results:
+        if r.variant not in best or r.median("steps_per_s") > best[r.variant].median("steps_per_s"):
+            best[r.variant] = r
+    ratios = {}
+    if rows == len(best):
+        return ratios
+    for peer in (best[p] for p in PEERS if p in best):
+        for r in (best[v] for v in ("eager", "compiled") if v in best):
+            ratios[
+                f"{r.name} at its best ({r.threads} threads) / {LABELS[peer.variant]} at its "
+                f"best ({peer.threads} threads), env steps/s"
+            ] = r.median("steps_per_s") / peer.median("steps_per_s")
+    return ratios
 
 
 def build_report(
@@ -116,28 +138,21 @@ def build_report(
                 "steps_per_cpu_s": r.steps_per_cpu_s,
             },
         }
-        sb3 = by_key.get(("sb3", r.threads))
-        if sb3 is not None:
-            for key, name in SB3_RATIOS.items():
-                row[name] = r.median(key) / sb3.median(key)
-            if r is not sb3:
-                ratios[f"{r.name} / SB3, updates/s ({r.threads} threads)"] = (
-                    r.median("updates_per_s") / sb3.median("updates_per_s")
-                )
+        peers = [by_key[(p, r.threads)] for p in PEERS if (p, r.threads) in by_key]
+        for peer in peers:
+            for key, short in RATIOS.items():
+                row[f"{short}_vs_{peer.variant}"] = r.median(key) / peer.median(key)
+            if r.variant not in PEERS:
+                for key, label in [("updates_per_s", "updates/s"), ("steps_per_s", "env steps/s")]:
+                    ratios[f"{r.name} / {LABELS[peer.variant]}, {label} ({r.threads} threads)"] = (
+                        r.median(key) / peer.median(key)
+                    )
+        for key, short in RATIOS.items():
+            if peers:
+                fastest = max(peer.median(key) for peer in peers)
+                row[f"{short}_vs_fastest_peer"] = r.median(key) / fastest
         rows.append(row)
-    best = {}
-    for r in results:
-        if r.variant not in best or r.median("steps_per_s") > best[r.variant].median("steps_per_s"):
-            best[r.variant] = r
-    if "sb3" in best and len(by_key) > len(best):  # several thread counts: best against best
-        sb3 = best["sb3"]
-        for variant in ("eager", "compiled"):
-            if variant in best:
-                r = best[variant]
-                ratios[
-                    f"{r.name} at its best ({r.threads} threads) / SB3 at its best "
-                    f"({sb3.threads} threads), env steps/s"
-                ] = r.median("steps_per_s") / sb3.median("steps_per_s")
+    ratios.update(best_against_best(results, len(by_key)))
     for n in sorted({r.threads for r in results}):
         eager, compiled = by_key.get(("eager", n)), by_key.get(("compiled", n))
         if eager is not None and compiled is not None:
@@ -152,7 +167,8 @@ def build_report(
         "device": str(settings.device),
         "threads": list(dict.fromkeys(r.threads for r in results)),
         "torch": torch.__version__,
-        "sb3": sb3_version(),
+        "sb3": peer_version("sb3"),
+        "peers": {variant: peer_version(variant) for variant in PEERS},
         "allocator_tuned": keep_freed_memory(),
         "hyperparameters": {
             "hidden_sizes": list(settings.hidden),

@@ -37,7 +37,7 @@ class Settings:
 
 @dataclass
 class Result:
-    variant: str  # eager, compiled or sb3
+    variant: str  # eager, compiled, or a peer: sb3, sbx
     name: str
     threads: int
     branches: int | None = None  # sac-cli's loss branches at once: 2 in two threads

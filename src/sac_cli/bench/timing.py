@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
-from sac_cli.bench.peers import SB3Runner
+from sac_cli.bench.peers import PeerRunner
 from sac_cli.bench.runners import Result, Runner, SacCliRunner, Settings
 
 
@@ -38,7 +38,8 @@ def run(
     factories: dict[str, Callable[[], Runner]] = {
         "eager": lambda: SacCliRunner(settings, compiled=False),
         "compiled": lambda: SacCliRunner(settings, compiled=True),
-        "sb3": lambda: SB3Runner(settings),
+        "sb3": lambda: PeerRunner(settings, "sb3"),
+        "sbx": lambda: PeerRunner(settings, "sbx"),
     }
     runners: dict[str, Runner] = {}
     setup_s: dict[str, float] = {}

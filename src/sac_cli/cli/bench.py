@@ -1,8 +1,9 @@
-"""`sac-bench`: how fast sac-cli learns, side by side with Stable-Baselines3's SAC.
+"""`sac-bench`: how fast sac-cli learns, side by side with Stable-Baselines3's SAC and sbx
+(SB3's JAX port) when they are installed.
 
     sac-bench [--env HalfCheetah-v4] [--repeats 5] [--steps 400] [--updates 300]
-              [--threads N [N ...]] [--device cpu] [--no-compile] [--no-sb3] [--quick]
-              [--json PATH]
+              [--threads N [N ...]] [--device cpu] [--no-compile] [--no-sb3] [--no-sbx]
+              [--quick] [--json PATH]
 
 Columns, each measured on the same environment with the same hyperparameters (the paper's:
 256-256 ReLU networks, batch 256, Adam 3e-4, one gradient step per environment step, a
@@ -11,14 +12,17 @@ Columns, each measured on the same environment with the same hyperparameters (th
 - env steps/s: the learning phase of training, i.e. per step: pick an action with the policy,
   step the environment, store the transition, sample, update. sac-cli's side is the loop of
   `Trainer` built from the same parts (builders.build_parts,
-  MetricAccumulator, with their means read once per segment, as a log row does); SB3's is
-  `model.learn(steps, reset_num_timesteps=False)` after its `learning_starts` random steps;
+  MetricAccumulator, with their means read once per segment, as a log row does); SB3's and
+  sbx's are `model.learn(steps, reset_num_timesteps=False)` after their `learning_starts`
+  random steps (sbx's jit compilation happens in its warm-up, outside the timed segments);
 - steps/CPU-s: the same per second of process CPU time (all its threads): less sensitive
   than wall-clock time to other processes sharing the cores, and the cost of the work.
 Every variant is set up and warmed up first (compiling, for the compiled one), then timed in
-interleaved segments (sac-cli eager, compiled, SB3, then again, for each thread count) so
-that a busy machine slows them alike; the table shows the median over repeats. All run in
-one process with the same torch thread count and allocator settings.
+interleaved segments (sac-cli eager, compiled, SB3, sbx, then again, for each thread count)
+so that a busy machine slows them alike; the table shows the median over repeats and each
+row's ratio to the fastest peer. All run in one process with the same torch thread count and
+allocator settings (JAX keeps its own thread pool: pin the process with taskset for a
+one-core figure).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 import torch
 
-from sac_cli.bench.peers import sb3_version
+from sac_cli.bench.peers import peer_version, sb3_version
 from sac_cli.bench.report import PROG, build_report, table
 from sac_cli.bench.runners import Settings
 from sac_cli.bench.timing import load_average, quiet, run
@@ -47,7 +51,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog=PROG,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Throughput of sac-cli's SAC update and learning loop (eager and "
-        "compiled), side by side with Stable-Baselines3 SAC when it is installed.",
+        "compiled), side by side with Stable-Baselines3 SAC and sbx (SB3 in JAX) when they are "
+        "installed, each row with its ratio to the fastest peer.",
     )
     parser.add_argument("--env", default="HalfCheetah-v4", help="Gymnasium id")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats")
@@ -66,6 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled variant")
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--no-sbx", action="store_true", help="skip sbx (SB3 in JAX)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test: 1 repeat of a few steps (numbers are not meaningful)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
@@ -131,6 +137,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     variants = ["eager"] + ([] if args.no_compile else ["compiled"])
     if not args.no_sb3 and sb3_version() is not None:
         variants.append("sb3")
+    if not args.no_sbx and peer_version("sbx") is not None:
+        variants.append("sbx")
 
     def say(message: str) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
