@@ -34,10 +34,6 @@ def register_eval_configs() -> None:
 
 
 def validate_eval(cfg: EvalCommandConfig) -> None:
-    if not cfg.checkpoint:
-        raise UserError(
-            "no checkpoint given: pass checkpoint=<a .pt file or a run directory of sac-train>"
-        )
     if cfg.episodes <= 0:
         raise UserError(f"episodes={cfg.episodes} must be positive")
     if cfg.seed is not None and cfg.seed < 0:

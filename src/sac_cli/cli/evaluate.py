@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from sac_cli.cli.errors import exit_on_user_error, run_cli
 from sac_cli.cli.eval_config import EvalCommandConfig, register_eval_configs, validate_eval
-from sac_cli.cli.loading import env_id_to_evaluate, load_policy, train_config_of
+from sac_cli.cli.loading import (
+    checkpoint_command,
+    env_id_to_evaluate,
+    load_policy,
+    require_checkpoint,
+    train_config_of,
+)
 from sac_cli.device import resolve_device
 from sac_cli.envs.make import make_env
 from sac_cli.envs.video import check_video_support, prepare_offscreen_rendering
@@ -50,7 +53,7 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
     validate_eval(cfg)
     if cfg.video:
         prepare_offscreen_rendering()  # before mujoco is imported
-    path = ckpt.resolve_checkpoint(cfg.checkpoint).resolve()
+    path = ckpt.resolve_checkpoint(require_checkpoint(cfg.checkpoint)).resolve()
     out_dir = Path(cfg.out).expanduser().resolve() if cfg.out else ckpt.run_dir_of(path)
     device = resolve_device(cfg.device)
     state = ckpt.load(path, map_location=device)
@@ -107,15 +110,7 @@ def run_eval(cfg: EvalCommandConfig) -> dict[str, Any]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path="pkg://sac_cli.conf", config_name="eval")
-@exit_on_user_error(PROG)
-def _hydra_main(cfg: DictConfig) -> None:
-    config: EvalCommandConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    run_eval(config)
-
-
-def main() -> None:
-    run_cli(_hydra_main, PROG)
+main = checkpoint_command("eval", PROG, run_eval)
 
 
 if __name__ == "__main__":

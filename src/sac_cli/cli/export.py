@@ -12,19 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from sac_cli.agents.policy import DeterministicPolicy
-from sac_cli.cli.errors import exit_on_user_error, run_cli
-from sac_cli.cli.export_config import (
-    ExportCommandConfig,
-    ExportFormat,
-    register_export_configs,
-    validate_export,
+from sac_cli.cli.export_config import ExportCommandConfig, ExportFormat, register_export_configs
+from sac_cli.cli.loading import (
+    checkpoint_command,
+    env_id_to_evaluate,
+    load_policy,
+    require_checkpoint,
 )
-from sac_cli.cli.loading import env_id_to_evaluate, load_policy
 from sac_cli.envs.make import make_env
 from sac_cli.errors import UserError
 from sac_cli.files import atomic_write, atomic_write_text
@@ -72,8 +69,7 @@ def _quiet() -> Iterator[None]:
 
 
 def run_export(cfg: ExportCommandConfig) -> dict[str, Any]:
-    validate_export(cfg)
-    path = ckpt.resolve_checkpoint(cfg.checkpoint).resolve()
+    path = ckpt.resolve_checkpoint(require_checkpoint(cfg.checkpoint)).resolve()
     out_dir = (
         Path(cfg.out).expanduser().resolve() if cfg.out else ckpt.run_dir_of(path) / EXPORT_DIR
     )
@@ -119,15 +115,7 @@ def run_export(cfg: ExportCommandConfig) -> dict[str, Any]:
     return spaces
 
 
-@hydra.main(version_base="1.3", config_path="pkg://sac_cli.conf", config_name="export")
-@exit_on_user_error(PROG)
-def _hydra_main(cfg: DictConfig) -> None:
-    config: ExportCommandConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    run_export(config)
-
-
-def main() -> None:
-    run_cli(_hydra_main, PROG)
+main = checkpoint_command("export", PROG, run_export)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ from enum import Enum
 
 from hydra.core.config_store import ConfigStore
 
-from sac_cli.errors import UserError
-
 
 class ExportFormat(str, Enum):
     onnx = "onnx"  # for onnxruntime and the runtimes that read ONNX
@@ -29,9 +27,3 @@ class ExportCommandConfig:
 def register_export_configs() -> None:
     ConfigStore.instance().store(name="export_schema", node=ExportCommandConfig)
 
-
-def validate_export(cfg: ExportCommandConfig) -> None:
-    if not cfg.checkpoint:
-        raise UserError(
-            "no checkpoint given: pass checkpoint=<a .pt file or a run directory of sac-train>"
-        )

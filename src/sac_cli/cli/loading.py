@@ -4,15 +4,18 @@ shapes compared on the meta device before anything real is built."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sac_cli.agents.base import SoftActorCritic
 from sac_cli.agents.registry import build_agent
+from sac_cli.cli.errors import exit_on_user_error, run_cli
 from sac_cli.config import TrainConfig, schema_of, upgrade_saved_config, validate
 from sac_cli.envs.make import env_dims
 from sac_cli.errors import UserError
@@ -97,3 +100,26 @@ def env_id_to_evaluate(
             f"name it yourself: pass env_id={env_id}"
         )
     return env_id
+
+
+def require_checkpoint(checkpoint: str | None) -> str:
+    if not checkpoint:
+        raise UserError(
+            "no checkpoint given: pass checkpoint=<a .pt file or a run directory of sac-train>"
+        )
+    return checkpoint
+
+
+def checkpoint_command(config_name: str, prog: str, run: Callable[[Any], object]):
+    """The console script of a command over a checkpoint (sac-eval, sac-export): Hydra
+    composes conf/<config_name>.yaml, `run` gets the schema's object, bad input is one line."""
+
+    @hydra.main(version_base="1.3", config_path="pkg://sac_cli.conf", config_name=config_name)
+    @exit_on_user_error(prog)
+    def hydra_main(cfg: DictConfig) -> None:
+        run(OmegaConf.to_object(cfg))
+
+    def main() -> None:
+        run_cli(hydra_main, prog)
+
+    return main
