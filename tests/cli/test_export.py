@@ -77,6 +77,9 @@ def test_torchscript_elsewhere_with_out(run_dir: Path, tmp_path: Path):
     (["format=tflite"], "format"),
     ([], "no checkpoint given: pass checkpoint="),
     (["checkpoint=/nonexistent/run"], "/nonexistent/run"),
+    # A sweep's run directory, unquoted for Hydra: how to quote it.
+    (["checkpoint=sweep/env=Pendulum-v1,seed=0"],
+     """e.g. checkpoint="'sweep/env=Pendulum-v1,seed=0'" in the shell"""),
 ])  # fmt: skip
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str):
     result = run_cli("sac-export", *args, cwd=tmp_path)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
@@ -29,6 +29,13 @@ def _lines(text: str) -> list[str]:
 def one_line(error: BaseException, prog: str = "sac-train") -> str:
     """The first useful line of a Hydra/OmegaConf/sac-cli error, with what to do about it."""
     lines = _lines(str(error)) or [type(error).__name__]
+    if isinstance(error, OverrideParseException):
+        key, _, value = str(error.override).partition("=")
+        return (
+            f"cannot read the override {error.override!r} ({lines[0]}): a value holding '=', "
+            f"',' or spaces (a sweep's run directory) needs quotes Hydra sees, e.g. "
+            f"{key}=\"'{value}'\" in the shell"
+        )
     if isinstance(error, MissingConfigException):
         missing = re.search(r"Could not find '([^/']+)/([^']+)'", lines[0])
         if missing and any(line.startswith("Available options") for line in lines):
