@@ -9,6 +9,7 @@ SLURM_CONF to export; Ctrl-C stops it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -194,8 +195,19 @@ StorageLoc=slurm_acct_db
 """)
         dbd.chmod(0o600)
 
+    def cancel_all(self, timeout: float = 90) -> None:
+        """Cancel every job and wait for the queue to empty (no job step outlives slurmd)."""
+        self.run("scancel", f"--user={os.getuid()}", check=False)
+        deadline = time.monotonic() + timeout
+        while self.run("squeue", "-h", check=False).strip() and time.monotonic() < deadline:
+            time.sleep(1)
+
     def stop(self) -> None:
-        """Stop every daemon this cluster started, by pid, the last started first."""
+        """Cancel the jobs left, then stop every daemon this cluster started, by pid, the
+        last started first."""
+        if any(name == "slurmd" and proc.poll() is None for name, proc in self.procs):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self.cancel_all()
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -16,10 +16,31 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import TINY, cli_env
+from slow_env import STEP_S
 
 pytestmark = pytest.mark.slurm
 
+SWEEPS: list[Sweep] = []  # started by the current test
 FAST = [arg for arg in TINY if not arg.startswith(("total_steps=", "checkpoint.every="))]
+
+
+def job_env(slurm) -> dict[str, str]:
+    """sac-train's environment, passed on to its jobs: SLURM_CONF, and slow_env importable."""
+    env = {**cli_env(), **slurm.env}
+    env["PYTHONPATH"] = os.pathsep.join((str(Path(__file__).parent), env["PYTHONPATH"]))
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(slurm):
+    """After each test, whatever happened: no sac-train left running, no job left queued."""
+    yield
+    while SWEEPS:
+        process = SWEEPS.pop().process
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    slurm.cancel_all()
 
 
 class Sweep:
@@ -33,13 +54,13 @@ class Sweep:
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "threads=1",
             *args, f"hydra.sweep.dir={self.dir}",
         ]  # fmt: skip
-        self.tmp_path = tmp_path
         self.started = time.monotonic()
         with self.err.open("w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "sac_cli.cli.train", *self.args],
-                cwd=tmp_path, env={**cli_env(), **slurm.env}, stdout=err, stderr=err, text=True,
+                cwd=tmp_path, env=job_env(slurm), stdout=err, stderr=err, text=True,
             )  # fmt: skip
+        SWEEPS.append(self)
 
     @property
     def stderr(self) -> str:
@@ -60,10 +81,8 @@ class Sweep:
     def finish(self, timeout: float = 400) -> int:
         try:
             self.process.wait(timeout=timeout)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.slurm.run("scancel", "--name=train", check=False)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"sac-train runs past {timeout} s:\n{self.stderr}") from None
         print(f"{self.dir.name}: {time.monotonic() - self.started:.0f} s, sac-train {self.args}")
         return self.process.returncode
 
@@ -151,19 +170,54 @@ def test_a_job_stopped_by_slurm_resumes_from_its_checkpoint(slurm, tmp_path: Pat
 
 
 def test_a_job_past_its_time_limit_is_requeued_and_resumes(slurm, tmp_path: Path):
-    """timeout_min=2, signal_delay_s=60: USR2 about a minute in (SLURM sends it up to a minute
-    early), the job checkpoints, is requeued as timed out, and resumes."""
-    total = 24000
-    sweep = Sweep(slurm, tmp_path, *FAST, f"total_steps={total}", "checkpoint.every=2000",
-                  "eval.every=12000", "logger.mode=disabled", "seed=0",
+    """timeout_min=2, signal_delay_s=60: USR2 about a minute in (SLURM may send it up to 30 s
+    early); the job checkpoints, is requeued as timed out, and resumes. SlowPendulum makes
+    the run last over a minute even on a fast machine."""
+    total = 3200
+    assert total * STEP_S > 61
+    sweep = Sweep(slurm, tmp_path, *FAST, f"total_steps={total}", "checkpoint.every=400",
+                  "eval.every=1600", "logger.mode=disabled", "seed=0",
+                  "env.id=slow_env:SlowPendulum-v0",
                   "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60")  # fmt: skip
     assert sweep.finish(timeout=500) == 0, sweep.stderr
-    job, run_dir = sweep.job_id(0), sweep.dir / "seed=0"
+    job, run_dir = sweep.job_id(0), next(sweep.dir.glob("*seed=0*"))
     log = sweep.job_log(job)
     assert "this job is timed-out" in log
     assert "resuming from" in log
     assert steps_logged(run_dir) == list(range(100, total + 1, 100))
     assert "sweep over, 1 job, ran to the end" in sweep.stderr
+
+
+def test_a_job_killed_without_a_signal_is_failed_with_its_slurm_state(slurm, tmp_path: Path):
+    """SIGKILL to the job's process (as the out-of-memory killer sends): no result; the sweep
+    reports the job failed with SLURM's state and its log."""
+    sweep = Sweep(slurm, tmp_path, *FAST, "total_steps=20000", "checkpoint.every=500",
+                  "logger.mode=disabled", "seed=0")  # fmt: skip
+    job = sweep.job_id(0)
+    sweep.wait_for(lambda: has_checkpoint(sweep.dir / "seed=0"))
+    (pid,) = job_pids(sweep.dir)
+    os.kill(pid, signal.SIGKILL)
+    assert sweep.finish() == 1, sweep.stderr
+    state = sweep.sacct(job)
+    assert state.startswith("FAILED") and state != "FAILED 0:0", state
+    line = f"error: job #0 (SLURM job {job}) ended FAILED without a result; its log: "
+    assert line in sweep.stderr
+    assert "sweep over, 1 job: 1 failed;" in sweep.stderr
+
+
+def job_pids(sweep_dir: Path) -> list[int]:
+    """The sweep's job processes (submitit's runner, not the srun that starts it), from /proc."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"srun") or b"submitit.core._submit" not in argv:
+            continue
+        if any(str(sweep_dir).encode() in a for a in argv):
+            pids.append(int(proc.name))
+    return pids
 
 
 def test_a_cancelled_job_is_reported_stopped_and_resumes_on_the_next_run(slurm, tmp_path: Path):
