@@ -3,8 +3,8 @@ slurmd started in the foreground as root (no systemd), each with its files under
 and stopped by pid. Needs Debian's slurm-wlm, slurmdbd, munge and mariadb-server packages
 (tests/cluster/install.sh).
 
-By hand: `python tests/cluster/slurm_cluster.py /tmp/slurm` starts one and prints the
-SLURM_CONF to export; Ctrl-C stops it.
+By hand: `python tests/cluster/slurm_cluster.py /tmp/slurm [more-slurm.conf-lines]` starts
+one and prints the SLURM_CONF to export; Ctrl-C (or SIGTERM) stops it.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def _exe(name: str) -> str:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: str = "") -> None:
         self.root = root
+        self.extra = extra  # more slurm.conf lines (partitions, preemption)
         self.host = socket.gethostname().split(".")[0]
         self.conf = root / "etc" / "slurm.conf"
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -177,7 +178,7 @@ KillWait=30
 MinJobAge=300
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={max(1024, mem_mb - 1024)}
 PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-""")
+{self.extra}""")
         dbd = r / "etc" / "slurmdbd.conf"
         dbd.write_text(f"""\
 AuthType=auth/munge
@@ -225,7 +226,8 @@ def _listening(port: int) -> bool:
 
 
 if __name__ == "__main__":
-    cluster = SlurmCluster(Path(sys.argv[1]).absolute()).start()
+    extra = Path(sys.argv[2]).read_text() if len(sys.argv) > 2 else ""
+    cluster = SlurmCluster(Path(sys.argv[1]).absolute(), extra).start()
     print(f"export SLURM_CONF={cluster.conf}  # Ctrl-C stops the cluster", flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

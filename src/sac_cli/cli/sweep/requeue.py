@@ -54,7 +54,8 @@ def run_requeueable(trainer: Trainer, preempt: signal.Signals) -> float:
                     time.sleep(0.1)
             if not received or not callable(submitit_handler):
                 raise
-            log.info("%s; handing over to submitit to requeue", stop)
+            # stop.what: the resume command in str(stop) would be submitit's own command line
+            log.info("%s; handing over to submitit to requeue", stop.what)
     finally:
         signal.signal(preempt, submitit_handler)
     # Calls the launcher's checkpoint() (a resubmission of this same job, hence the same run
