@@ -4,6 +4,7 @@ to an uninterrupted one, the defaults chosen for env.id=dm_control/..., and bad 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -17,8 +18,10 @@ import torch
 import yaml
 from helpers.cli import cli_env, read_metrics, run_cli, without_wall_clock
 
-pytest.importorskip("dm_control", reason="DeepMind Control tasks need pip install 'sac-cli[dmc]'")
-pytest.importorskip("shimmy", reason="DeepMind Control tasks need pip install 'sac-cli[dmc]'")
+# Looked up, not imported: dm_control's absl logging, set up in this process, would outlive
+# the streams that later in-process tests (test_eval's call_main) give Hydra's logging.
+if not all(importlib.util.find_spec(name) for name in ("dm_control", "shimmy")):
+    pytest.skip("DeepMind Control tasks need pip install 'sac-cli[dmc]'", allow_module_level=True)
 
 # Two 1000-step episodes; the checkpoint at step 1000 falls on the episode boundary, where a
 # resume continues exactly. Evaluations are cut at 100 steps (DMC ids have no Gymnasium limit).
