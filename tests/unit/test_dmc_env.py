@@ -4,26 +4,30 @@ option an id maps to."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("dm_control", reason="DeepMind Control tasks need pip install 'sac-cli[dmc]'")
-pytest.importorskip("shimmy", reason="DeepMind Control tasks need pip install 'sac-cli[dmc]'")
+from sac_cli.cli.errors import env_file_for_id
+from sac_cli.envs import dmc
+from sac_cli.envs.make import env_dims, make_env
+from sac_cli.errors import UserError
+from sac_cli.seeding import restore_rng_state, rng_state
 
-from dm_control import suite  # noqa: E402
-
-from sac_cli.cli.errors import env_file_for_id  # noqa: E402
-from sac_cli.envs import dmc  # noqa: E402
-from sac_cli.envs.make import env_dims, make_env  # noqa: E402
-from sac_cli.errors import UserError  # noqa: E402
-from sac_cli.seeding import restore_rng_state, rng_state  # noqa: E402
+# Looked up here, imported by the tests that run: importing dm_control while pytest collects
+# leaves logging bound to the collection's capture, and a later in-process Hydra run
+# (tests/cli/test_eval.py's call_main) then cost pytest its stderr.
+if not all(importlib.util.find_spec(name) for name in ("dm_control", "shimmy")):
+    pytest.skip("DeepMind Control tasks need pip install 'sac-cli[dmc]'", allow_module_level=True)
 
 
 def dm_control_observation(domain: str, task: str, seed: int) -> np.ndarray:
     """dm_control's own first observation for `seed`, its fields concatenated by name."""
+    from dm_control import suite
+
     timestep = suite.load(domain, task, task_kwargs={"random": seed}).reset()
     return np.concatenate([np.ravel(timestep.observation[k]) for k in sorted(timestep.observation)])
 
