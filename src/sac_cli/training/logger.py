@@ -155,7 +155,8 @@ class RunLogger:
         failed."""
         with contextlib.suppress(OSError):  # a full disk: the rows after the checkpoint
             self.file.close()  # are lost, and logged again on resume
-            if self.tensorboard is not None:
+        if self.tensorboard is not None:
+            with contextlib.suppress(OSError):
                 self.tensorboard.close()
         if self.wandb_run is not None:
             run, self.wandb_run = self.wandb_run, None
