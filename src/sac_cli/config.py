@@ -142,7 +142,8 @@ class TrainConfig:
     device: str = "auto"
     total_steps: int = 1_000_000
     learning_starts: int = 10_000
-    # torch intra-op threads; null lets sac-cli choose.
+    # torch intra-op threads; null lets sac-cli choose (on CPU: 1, and the critic and policy
+    # branches in two threads when two cores are free).
     threads: int | None = None
     # torch.compile the update (plus CUDA graphs on CUDA).
     compile: bool = False

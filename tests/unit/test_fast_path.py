@@ -36,7 +36,11 @@ from sac_cli.config import (
 )
 from sac_cli.device import keep_freed_memory
 from sac_cli.training.replay import ReplayBuffer
-from sac_cli.training.update import UpdateEngine, branch_threads_by_default
+from sac_cli.training.update import (
+    UpdateEngine,
+    branch_threads_by_default,
+    default_torch_threads,
+)
 
 OBS_DIM, ACT_DIM, HIDDEN, BATCH = 5, 3, [32, 32], 64
 LR = {"actor": 1e-3, "critic": 2e-3, "value": 3e-3, "alpha": 4e-3}
@@ -291,6 +295,13 @@ def test_branches_run_in_parallel_by_default_only_with_one_torch_thread() -> Non
     assert branch_threads_by_default(torch.device("cpu"), shares_cores=True) is False  # sweeps
     torch.set_num_threads(2)  # the fixture restores it
     assert make_engine(AgentName.sac, TemperatureMode.auto).branch_threads is False
+
+
+def test_sac_train_chooses_one_torch_thread_on_cpu_only() -> None:
+    # One per branch on CPU (the two branches then take a core each); torch's choice elsewhere.
+    assert default_torch_threads(torch.device("cpu")) == 1
+    assert default_torch_threads(torch.device("cuda")) is None
+    assert default_torch_threads(torch.device("mps")) is None
 
 
 def test_float32_fast_path_matches_the_reference_closely() -> None:

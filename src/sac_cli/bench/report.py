@@ -11,6 +11,7 @@ from sac_cli.bench.peers import PEERS, peer_version
 from sac_cli.bench.runners import Result, Settings
 from sac_cli.device import keep_freed_memory
 from sac_cli.training.replay import ReplayBuffer
+from sac_cli.training.update import default_torch_threads
 
 PROG = "sac-bench"
 MEMORY_ENV = ("Humanoid-v4", 376, 17)  # the memory figure: obs and action sizes
@@ -66,8 +67,9 @@ def table(report: dict[str, Any]) -> str:
 
     for row in report["results"]:
         branches = row["branches"] if row["branches"] is not None else "-"
+        name = row["name"] + (" *" if row.get("default") else "")
         lines.append(
-            f"{row['name']:30} {row['threads']:>7} {branches:>8} {_fmt(row['updates_per_s']):>10} "
+            f"{name:30} {row['threads']:>7} {branches:>8} {_fmt(row['updates_per_s']):>10} "
             f"{_fmt(row['steps_per_s']):>12} {ratio(row, 'steps_vs_fastest_peer'):>7}   "
             f"{_fmt(row['steps_per_cpu_s']):>11} {ratio(row, 'steps_per_cpu_vs_fastest_peer'):>7} "
             f"{_fmt(row['setup_s'], 0):>8}"
@@ -81,6 +83,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             "sbx is not installed: no sbx rows (pip install 'sac-cli[bench]' or 'sbx-rl')"
         )
+    if any(row.get("default") for row in report["results"]):
+        lines.append("*: what `sac-train` runs without flags (threads: null, compile: false)")
     lines.append("vs best: against the fastest peer (SB3, sbx) at the same thread count")
     for name, value in report["ratios"].items():
         lines.append(f"{name}: {value:.2f}x")
@@ -118,6 +122,7 @@ def build_report(
     settings: Settings, results: list[Result], obs_dim: int, act_dim: int, loads: list[str]
 ) -> dict[str, Any]:
     by_key = {(r.variant, r.threads): r for r in results}
+    default_threads = default_torch_threads(settings.device) or torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     ratios: dict[str, float] = {}
     for r in results:
@@ -126,6 +131,8 @@ def build_report(
             "variant": r.variant,
             "threads": r.threads,
             "branches": r.branches,
+            # sac-train without flags: eager, at the thread count it chooses
+            "default": r.variant == "eager" and r.threads == default_threads,
             "updates_per_s": r.median("updates_per_s"),
             "steps_per_s": r.median("steps_per_s"),
             "updates_per_cpu_s": r.median("updates_per_cpu_s"),

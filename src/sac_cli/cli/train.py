@@ -28,6 +28,7 @@ from sac_cli.training.loop import Trainer
 from sac_cli.training.progress import plural, summary
 from sac_cli.training.run_dir import locked, write_hydra_record
 from sac_cli.training.signals import STOP, Stopped
+from sac_cli.training.update import default_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ def configure(cfg: DictConfig, run_dir: Path) -> Trainer:
     device = resolve_device(config.device)
     share = sweep.job_threads()  # this job's cores when a sweep runs jobs side by side
     threads = config.threads if config.threads is not None else share
+    if threads is None:
+        threads = default_torch_threads(device)
     if threads is not None:
         torch.set_num_threads(threads)
     config_dict = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
