@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[$(EXTRAS)]'
 	touch $@
 
-.PHONY: help install train test test-full test-slurm lint bench gpu-check clean
+.PHONY: help install train test test-full test-slurm lint bench gpu-check gpu-wheels clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ GPU_OUT ?= outputs
 gpu-check: $(STAMP) ## on a CUDA machine: the gpu tests, then sac-bench --device cuda (JSON in GPU_OUT)
 	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/gpu
 	mkdir -p $(GPU_OUT) && $(BIN)/sac-bench --device cuda --threads 1 --json $(GPU_OUT)/bench-gpu.json
+
+gpu-wheels: $(STAMP) ## for a GPU machine without network: wheels in .whl/ (then: bash tests/gpu/check.sh there)
+	tests/gpu/wheels.sh
 
 clean: ## remove the virtual environment and caches (outputs/ stays)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info src/*.egg-info
