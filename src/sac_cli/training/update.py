@@ -31,11 +31,11 @@ from sac_cli.types import Batch, Losses, LossFn, Metrics
 def default_torch_threads(device: torch.device) -> int | None:
     """torch's intra-op threads when the user sets none (`threads: null`) and the job has its
     cores to itself: on CPU one, so that the critic's and the policy's branches each take a core
-    (branch_threads_by_default). Intra-op threads are slower for these small matrices (2 threads,
-    1 branch: about 0.75x the updates/s of 1 thread, 2 branches on this project's 2-core
-    machine) and collapse when another process takes a core (OpenMP's teams wait for their
-    slowest thread: 125 -> 34 env steps/s with one core busy, where 1 thread held 84). None
-    elsewhere: torch's own choice."""
+    (branch_threads_by_default). Intra-op threads are slower for these small matrices (torch's
+    2 threads: 0.91x the env steps/s of 1 thread and 2 branches on this project's 2-core
+    machine) and collapse when another process takes a core, as OpenMP's teams wait for their
+    slowest thread (0.36-0.38x of it with one core busy; README, Speed). None elsewhere:
+    torch's own choice."""
     return 1 if device.type == "cpu" else None
 
 
