@@ -48,8 +48,7 @@ bench: $(STAMP) ## throughput benchmark, side by side with Stable-Baselines3 whe
 
 GPU_OUT ?= outputs
 gpu-check: $(STAMP) ## on a CUDA machine: the gpu tests, then sac-bench --device cuda (JSON in GPU_OUT)
-	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider tests/gpu
-	mkdir -p $(GPU_OUT) && $(BIN)/sac-bench --device cuda --threads 1 --json $(GPU_OUT)/bench-gpu.json
+	WHEELS= PYTHON=$(BIN)/python OUT=$(GPU_OUT) tests/gpu/check.sh
 
 gpu-wheels: $(STAMP) ## for a GPU machine without network: wheels in .whl/ (then: bash tests/gpu/check.sh there)
 	tests/gpu/wheels.sh

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from helpers.cli import ABSENT_CUDA, read_metrics, run_cli, without_wall_clock
+
+from sac_cli.device import usable_cpus
 
 TRAIN_METRICS = {"train/episode_return", "train/episode_length"}
 SAC_METRICS = {
@@ -86,7 +87,7 @@ def test_halfcheetah_runs_a_few_hundred_steps(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     # threads unset: one torch thread, the two loss branches on two cores when there are two
-    two_cores = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False
+    two_cores = usable_cpus() >= 2
     line = next(x for x in result.stdout.splitlines() + result.stderr.splitlines()
                 if "training HalfCheetah-v4" in x)  # fmt: skip
     assert "(1 thread" in line

@@ -13,18 +13,16 @@ for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 man
            manylinux1_x86_64; do
   platforms+=(--platform "$tag")
 done
-# Pinned to the versions CI installs (pyproject's ranges), with what they need that the
-# GPU image (torch, numpy, scipy, matplotlib, tqdm, absl-py, etils, pytest...) lacks.
+# The versions installed here (what CI installs within pyproject's ranges), for what the GPU
+# image (torch, numpy, scipy, matplotlib, tqdm, absl-py, etils, pytest...) lacks.
+pinned() { for name in "$@"; do
+  echo "$name==$("$PY" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$name")"
+done; }
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$VERSION" \
   --implementation cp "${platforms[@]}" -d .whl \
-  "gymnasium==$("$PY" -c 'import gymnasium; print(gymnasium.__version__)')" \
-  farama-notifications==0.0.4 \
-  "mujoco==$("$PY" -c 'import mujoco; print(mujoco.__version__)')" \
-  glfw pyopengl \
-  "hydra-core==$("$PY" -c 'import hydra; print(hydra.__version__)')" \
-  "omegaconf==$("$PY" -c 'import omegaconf; print(omegaconf.__version__)')"
+  $(pinned gymnasium farama-notifications mujoco glfw pyopengl hydra-core omegaconf)
 # omegaconf's parser runtime is published only as a source archive: build its wheel here.
-"$PY" -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
+"$PY" -m pip wheel -q --no-deps -w .whl "$(pinned antlr4-python3-runtime)"
 "$PY" -m pip wheel -q --no-deps -w .whl .
 ls -s --block-size=K .whl
 echo "carry .whl to the GPU machine and run: bash tests/gpu/check.sh"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import sys
 
 import numpy as np
@@ -34,7 +33,7 @@ from sac_cli.config import (
     TemperatureMode,
     TrainConfig,
 )
-from sac_cli.device import keep_freed_memory
+from sac_cli.device import keep_freed_memory, usable_cpus
 from sac_cli.training.replay import ReplayBuffer
 from sac_cli.training.update import (
     UpdateEngine,
@@ -290,7 +289,7 @@ def test_two_branches_give_the_one_thread_update_bit_for_bit(name, mode) -> None
 
 
 def test_branches_run_in_parallel_by_default_only_with_one_torch_thread() -> None:
-    two_cores = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False
+    two_cores = usable_cpus() >= 2
     assert make_engine(AgentName.sac, TemperatureMode.auto).branch_threads is two_cores
     assert branch_threads_by_default(torch.device("cpu"), shares_cores=True) is False  # sweeps
     torch.set_num_threads(2)  # the fixture restores it
