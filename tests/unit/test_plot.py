@@ -156,6 +156,19 @@ def test_plots_and_table(multirun: Path, hopper: Path, tmp_path: Path, capsys) -
     hop = rows[("Hopper-v4", "default config")]
     assert hop[2] == "2" and float(hop[4]) == pytest.approx(np.mean([400.0, 450.0]))
 
+    # Pendulum's two groups are compared (Hopper has one group: nothing to compare).
+    diff, low, high = bootstrap_difference_ci(slow_finals, finals)
+    assert diff == pytest.approx(-685.0)
+    assert "Differences of the final values, Pendulum-v1:" in md.read_text()
+    assert "Differences of the final values, Hopper-v4" not in md.read_text()
+    line = next(x for x in md.read_text().splitlines() if " minus " in x)
+    assert line.startswith(
+        f"- optimizer.critic_lr={LR_SLOW} minus optimizer.critic_lr={LR_FAST}, final: -685.0, "
+        f"95% bootstrap CI [{low:.1f}, {high:.1f}]"
+    )
+    # 3 + 3 seeds, every slow seed below every fast one: 2 of the 20 splits are as extreme.
+    assert line.endswith("permutation p = 0.100 (two-sided, 20 relabellings)")
+
     printed = capsys.readouterr().out
     assert md.read_text().strip() in printed
     for path in (png, svg, md):

@@ -7,7 +7,8 @@ Each DIR is a run directory (a Hydra output dir holding ``metrics.jsonl`` and ``
 or any folder above run directories, such as a Hydra multirun dir: every directory below
 it that holds a ``metrics.jsonl`` is a run. Runs are grouped by their overrides
 (reporting/runs.py), drawn as curves with 95% bootstrap bands (reporting/figures.py) and
-tabulated (reporting/tables.py, ``results.md``, also printed). With ``--aggregate``, the
+tabulated (reporting/tables.py, ``results.md``, also printed, with the difference of every
+two groups of an environment). With ``--aggregate``, the
 runs' final values are aggregated over tasks and seeds with rliable instead
 (reporting/aggregate.py; aggregate_*.png/.svg, aggregate.md, aggregate.csv).
 

@@ -15,8 +15,8 @@ from sac_cli.files import atomic_write_text
 from sac_cli.reporting import metrics
 from sac_cli.reporting.figures import plot_curves
 from sac_cli.reporting.runs import Group, Run, final_values, load_run
-from sac_cli.reporting.stats import N_BOOTSTRAP, bootstrap_difference_ci, permutation_p
-from sac_cli.reporting.tables import fmt, stat
+from sac_cli.reporting.stats import N_BOOTSTRAP
+from sac_cli.reporting.tables import difference_line, fmt, stat
 
 
 def load_groups(out: Path, envs: list[str] | None = None) -> list[Group]:
@@ -99,22 +99,8 @@ def env_table(groups: list[Group], env_id: str) -> list[str]:
         lines.append(f"- {group.label}, final return per seed: {per_seed}")
     by_impl = {dict(g.key)["impl"]: g for g in panel}
     if set(by_impl) == set(IMPLS):
-        lines.append(comparison_line(*(by_impl[impl] for impl in IMPLS)))
+        lines.append(difference_line(*(by_impl[impl] for impl in IMPLS), "final return"))
     return lines
-
-
-def comparison_line(ours: Group, theirs: Group) -> str:
-    """The difference of the mean final returns, its bootstrap CI and a permutation p-value:
-    what "no worse than SB3 at equal steps" is judged on."""
-    a, b = final_values(ours.runs), final_values(theirs.runs)
-    diff, low, high = bootstrap_difference_ci(a, b)
-    p, splits = permutation_p(a, b)
-    ci = f"[{fmt(low)}, {fmt(high)}]" if math.isfinite(low) else "n/a (1 seed)"
-    return (
-        f"- {ours.label} minus {theirs.label}, final return: {fmt(diff)}, "
-        f"95% bootstrap CI {ci} (seeds resampled within each side), "
-        f"permutation p = {p:.3f} (two-sided, {splits} relabellings)"
-    )
 
 
 def _kilo(step: int) -> str:
