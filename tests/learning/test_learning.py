@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from helpers.cli import cli_env, read_metrics
 
+from sac_cli.bench.learning.jobs import core_slots, pinned
 from sac_cli.reporting.runs import find_runs, group_runs, load_run
 from sac_cli.reporting.tables import fmt
 from sac_cli.seeding import eval_seeds
@@ -99,6 +101,12 @@ def test_learning_benchmark_table_matches_the_runs(tmp_path: Path) -> None:
         )
         assert "permutation p = 1.000 (two-sided, 2 relabellings)" in markdown
 
+    if len(core_slots(2)) == 2:  # two runs at a time, each pinned to its own cores
+        log = (out / "Pendulum-v1" / "sac-cli" / "seed=3" / "benchmark.log").read_text()
+        assert "branches in parallel" not in log and "[start] sac-cli" in proc.stdout
+        named = [f"seed=3 (cores {','.join(map(str, cores))})" for cores in core_slots(2)]
+        assert any(name in proc.stdout for name in named)
+
     # The run directories are ordinary sac-plot input: one group per implementation.
     runs = [load_run(p) for p in find_runs([out])]
     assert {r.env_id for r in runs} == {"Pendulum-v1"} and {r.seed for r in runs} == {3}
@@ -123,6 +131,23 @@ def test_learning_benchmark_table_matches_the_runs(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("already complete") == len(impls)
     assert (out / "learning.md").read_text().split("## ")[1:] == markdown.split("## ")[1:]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_runs_side_by_side_get_cores_of_their_own() -> None:
+    """Two runs at a time on two cores or more: disjoint core sets, and the command runs on
+    its set only (so sac-train sees one core and uses one thread, no branch threads)."""
+    cores = sorted(os.sched_getaffinity(0))
+    assert core_slots(len(cores) + 1) == []  # more runs than cores: they share them all
+    assert core_slots(1) == [tuple(cores)]
+    if len(cores) < 2:
+        pytest.skip("one core: nothing to split")
+    first, second = core_slots(2)
+    assert first and second and not set(first) & set(second)
+    assert set(first) | set(second) <= set(cores)
+    probe = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
+    out = subprocess.run(pinned(probe, second), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(list(second))
 
 
 @pytest.mark.skipif(not HAVE_SB3, reason="stable_baselines3 is not installed")

@@ -7,10 +7,16 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from sac_cli.bench.learning.jobs import FIXED_KEYS, IMPLS, PROG, Job, composed_config, run_job
+from sac_cli.bench.learning.jobs import (
+    FIXED_KEYS,
+    IMPLS,
+    PROG,
+    Job,
+    composed_config,
+    run_jobs,
+)
 from sac_cli.bench.learning.report import load_groups, write_report
 from sac_cli.bench.learning.sb3 import run_sb3, sb3_hyperparameters
 from sac_cli.errors import UserError
@@ -84,10 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 for impl in IMPLS if sb3 else IMPLS[:1]:
                     jobs.append(Job(impl, env_id, seed, out / env_id / impl / f"seed={seed}"))
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            results = list(pool.map(lambda j: run_job(j, args, hps[j.env_id]), jobs))
-        failed = [j for j, rc, _ in results if rc != 0]
+        results = run_jobs(jobs, args, hps)
         print(f"{len(jobs)} runs in {time.perf_counter() - start:.0f} s", flush=True)
+        failed = [j for j, rc, _ in results if rc != 0]
         if failed:
             names = ", ".join(f"{j.impl} {j.env_id} seed={j.seed}" for j in failed)
             print(f"{PROG}: warning: failed runs: {names}", file=sys.stderr)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,32 @@ FIXED_KEYS = (
     "hydra.run.dir",
     "device",
 )
+
+
+# Runs its arguments as a command on the cores named by the first one (Linux only).
+_PIN = (
+    "import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(','))); "
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
+def core_slots(jobs: int) -> list[tuple[int, ...]]:
+    """This process's cores split into `jobs` disjoint sets, one per run at a time, so that
+    runs side by side do not oversubscribe the cores: a run on one core uses one thread, a
+    run on two or more its critic and policy branches (training/update.py). Empty where the
+    OS cannot pin, or where there are fewer cores than jobs (then the runs share them all)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return []
+    cores = sorted(os.sched_getaffinity(0))
+    if jobs > len(cores):
+        return []
+    per_job = len(cores) // jobs
+    return [tuple(cores[i * per_job : (i + 1) * per_job]) for i in range(jobs)]
+
+
+def pinned(cmd: list[str], cores: tuple[int, ...]) -> list[str]:
+    """`cmd` run on `cores` only (sched_setaffinity, then exec: the command's own process)."""
+    return [sys.executable, "-c", _PIN, ",".join(map(str, cores)), *cmd]
 
 
 @dataclass(frozen=True)
@@ -105,8 +133,11 @@ def write_sb3_run_files(job: Job, args: argparse.Namespace, hp: dict) -> None:
     atomic_write_text(overrides, hydra_dir / "overrides.yaml")
 
 
-def run_job(job: Job, args: argparse.Namespace, hp: dict | None) -> tuple[Job, int, float]:
-    """Run one job as a subprocess with its output in run_dir/benchmark.log."""
+def run_job(
+    job: Job, args: argparse.Namespace, hp: dict | None, cores: tuple[int, ...] = ()
+) -> tuple[Job, int, float]:
+    """Run one job as a subprocess with its output in run_dir/benchmark.log, on `cores` only
+    when given."""
     if final_step_done(job.run_dir, args.steps):
         print(f"[skip] {job.impl} {job.env_id} seed={job.seed}: already complete", flush=True)
         return job, 0, 0.0
@@ -132,7 +163,10 @@ def run_job(job: Job, args: argparse.Namespace, hp: dict | None) -> tuple[Job, i
             "hyperparameters": hp,
         }
         cmd = [sys.executable, "-m", "sac_cli.cli.learning", "--sb3-worker", json.dumps(spec)]
-    print(f"[start] {job.impl} {job.env_id} seed={job.seed}: {' '.join(cmd)}", flush=True)
+    on = f" (cores {','.join(map(str, cores))})" if cores else ""
+    print(f"[start] {job.impl} {job.env_id} seed={job.seed}{on}: {' '.join(cmd)}", flush=True)
+    if cores:
+        cmd = pinned(cmd, cores)
     start = time.perf_counter()
     with (job.run_dir / "benchmark.log").open("w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
@@ -144,3 +178,25 @@ def run_job(job: Job, args: argparse.Namespace, hp: dict | None) -> tuple[Job, i
     status = "done" if rc == 0 else f"FAILED (exit {rc}, see {job.run_dir / 'benchmark.log'})"
     print(f"[{status}] {job.impl} {job.env_id} seed={job.seed} in {elapsed:.0f} s", flush=True)
     return job, rc, elapsed
+
+
+def run_jobs(
+    jobs: list[Job], args: argparse.Namespace, hps: dict[str, dict | None]
+) -> list[tuple[Job, int, float]]:
+    """Every job, args.jobs at a time, each on its own cores where they can be pinned."""
+    slots = core_slots(args.jobs)
+    free: queue.Queue[tuple[int, ...]] = queue.Queue()
+    for cores in slots:
+        free.put(cores)
+
+    def run_on_free_cores(job: Job) -> tuple[Job, int, float]:
+        if not slots:
+            return run_job(job, args, hps[job.env_id])
+        cores = free.get()
+        try:
+            return run_job(job, args, hps[job.env_id], cores)
+        finally:
+            free.put(cores)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        return list(pool.map(run_on_free_cores, jobs))
