@@ -66,6 +66,13 @@ def pinned(cmd: list[str], cores: tuple[int, ...]) -> list[str]:
     return [sys.executable, "-c", _PIN, ",".join(map(str, cores)), *cmd]
 
 
+def say(line: str) -> None:
+    """One line of progress, written in one call: runs side by side (threads) report without
+    their lines running into each other."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 @dataclass(frozen=True)
 class Job:
     impl: str
@@ -139,7 +146,7 @@ def run_job(
     """Run one job as a subprocess with its output in run_dir/benchmark.log, on `cores` only
     when given."""
     if final_step_done(job.run_dir, args.steps):
-        print(f"[skip] {job.impl} {job.env_id} seed={job.seed}: already complete", flush=True)
+        say(f"[skip] {job.impl} {job.env_id} seed={job.seed}: already complete")
         return job, 0, 0.0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if job.impl == "sac-cli":
@@ -164,7 +171,7 @@ def run_job(
         }
         cmd = [sys.executable, "-m", "sac_cli.cli.learning", "--sb3-worker", json.dumps(spec)]
     on = f" (cores {','.join(map(str, cores))})" if cores else ""
-    print(f"[start] {job.impl} {job.env_id} seed={job.seed}{on}: {' '.join(cmd)}", flush=True)
+    say(f"[start] {job.impl} {job.env_id} seed={job.seed}{on}: {' '.join(cmd)}")
     if cores:
         cmd = pinned(cmd, cores)
     start = time.perf_counter()
@@ -176,7 +183,7 @@ def run_job(
         job.run_dir / "benchmark.json",
     )
     status = "done" if rc == 0 else f"FAILED (exit {rc}, see {job.run_dir / 'benchmark.log'})"
-    print(f"[{status}] {job.impl} {job.env_id} seed={job.seed} in {elapsed:.0f} s", flush=True)
+    say(f"[{status}] {job.impl} {job.env_id} seed={job.seed} in {elapsed:.0f} s")
     return job, rc, elapsed
 
 
