@@ -372,17 +372,17 @@ def test_experiment_presets_compose_to_the_papers_settings(name: str):
         cfg = compose("train", overrides=[f"experiment={name}"])
     config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(config)
-    _, variant, task = name.split("_")
+    _, variant, *rest = name.split("_")
+    task = rest[0] if rest else "halfcheetah"  # sac_2018b: the table on the default task
     assert config.env.id.lower().startswith(task)
     assert config.network.hidden_sizes == [256, 256]
     assert (config.agent.batch_size, config.agent.tau, config.agent.gamma) == (256, 0.005, 0.99)
     assert config.agent.buffer_size == 1_000_000
     assert config.optimizer.actor_lr == config.optimizer.critic_lr == 3e-4
-    # The presets state only what their paper sets beyond the defaults: the rest of the
-    # table is checked here, so that a change of sac-cli's defaults cannot move a preset.
-    assert config.optimizer.alpha_lr == 3e-4
     assert (config.agent.updates_per_step, config.agent.target_update_interval) == (1, 1)
     assert config.agent.n_critics == 2 and config.network.activation.value == "relu"
+    assert (config.network.log_std_min, config.network.log_std_max) == (-20.0, 2.0)
+    assert config.learning_starts == 10_000 and not config.env.normalize_obs
     horizons = {"halfcheetah": 3_000_000, "hopper": 1_000_000, "walker2d": 3_000_000,
                 "ant": 3_000_000, "humanoid": 10_000_000}  # fmt: skip
     assert config.total_steps == horizons[task]
@@ -394,9 +394,29 @@ def test_experiment_presets_compose_to_the_papers_settings(name: str):
         assert config.optimizer.value_lr == 3e-4
     else:
         assert config.agent.name == AgentName.sac and config.agent.reward_scale == 1.0
+        assert config.optimizer.alpha_lr == 3e-4
         assert not hasattr(config.optimizer, "value_lr")  # no V_psi in 2018b
         assert config.temperature.mode == TemperatureMode.auto
         assert config.temperature.target_entropy is None  # -dim(A)
+
+
+def test_presets_state_the_papers_table_in_full():
+    """A preset is the paper's whatever sac-cli's defaults are: every value its table sets is
+    written in the preset itself, so composing it over a schema whose defaults all differ
+    gives the same settings."""
+    table = {
+        "agent": {"batch_size", "gamma", "tau", "buffer_size", "updates_per_step",
+                  "target_update_interval", "n_critics"},
+        "network": {"hidden_sizes", "activation", "log_std_min", "log_std_max"},
+        "optimizer": {"actor_lr", "critic_lr"},
+        "env": {"normalize_obs"},
+    }  # fmt: skip
+    for variant, own in (("2018a", {"value_lr"}), ("2018b", {"alpha_lr"})):
+        preset = yaml.safe_load((CONF / "experiment" / f"sac_{variant}.yaml").read_text())
+        for group, keys in table.items():
+            expected = keys | own if group == "optimizer" else keys
+            assert expected <= set(preset[group]), (variant, group)
+        assert preset["learning_starts"] == 10_000
 
 
 def test_the_command_line_wins_over_an_experiment():
