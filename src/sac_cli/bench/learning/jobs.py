@@ -172,14 +172,15 @@ def run_job(
         cmd = [sys.executable, "-m", "sac_cli.cli.learning", "--sb3-worker", json.dumps(spec)]
     on = f" (cores {','.join(map(str, cores))})" if cores else ""
     say(f"[start] {job.impl} {job.env_id} seed={job.seed}{on}: {' '.join(cmd)}")
-    if cores:
-        cmd = pinned(cmd, cores)
     start = time.perf_counter()
     with (job.run_dir / "benchmark.log").open("w") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        rc = subprocess.run(
+            pinned(cmd, cores) if cores else cmd, stdout=log, stderr=subprocess.STDOUT, env=env
+        ).returncode
     elapsed = time.perf_counter() - start
+    record = {"command": cmd, "cores": list(cores) or None, "returncode": rc, "wall_s": elapsed}
     atomic_write_text(
-        json.dumps({"command": cmd, "returncode": rc, "wall_s": elapsed}) + "\n",
+        json.dumps(record) + "\n",
         job.run_dir / "benchmark.json",
     )
     status = "done" if rc == 0 else f"FAILED (exit {rc}, see {job.run_dir / 'benchmark.log'})"
