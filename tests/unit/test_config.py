@@ -175,3 +175,16 @@ def test_checkpoints_of_sac_cli_0_1_keep_resuming():
     with pytest.raises(UserError, match="optimizer.value_lr"):
         check_resumable(v1, {**v1, "optimizer": {**v1["optimizer"], "value_lr": 1e-3}},
                         Path("last.pt"))
+
+
+def test_a_refused_resume_names_every_changed_setting():
+    """After an upgrade that moved defaults, a run resumes once each old value is passed:
+    the one line names them all, not the first few."""
+    sac = OmegaConf.to_container(OmegaConf.structured(compose_train([])), enum_to_str=True)
+    old = {**sac, "learning_starts": 7, "seed": 9,
+           "optimizer": {"actor_lr": 0.1, "critic_lr": 0.2, "alpha_lr": 0.3}}
+    with pytest.raises(UserError) as error:
+        check_resumable(old, sac, Path("last.pt"))
+    for named in ("learning_starts=7", "optimizer.actor_lr=0.1", "optimizer.critic_lr=0.2",
+                  "optimizer.alpha_lr=0.3", "seed=9"):
+        assert named in str(error.value)

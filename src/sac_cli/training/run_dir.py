@@ -51,7 +51,9 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         and old.get(key, missing) != new.get(key, missing)
     ]
     if changed:
-        shown = ", ".join(f"{key}={old.get(key)} (now {new.get(key)})" for key in changed[:3])
+        # Every key, not a few: after an upgrade that changed defaults, a run resumes only
+        # once all of them are passed as they were.
+        shown = ", ".join(f"{key}={old.get(key)} (now {new.get(key)})" for key in changed)
         raise UserError(
             f"{path} belongs to a run with {shown}: resume with the original settings, or "
             "start a new run in another directory (hydra.run.dir=...)"
