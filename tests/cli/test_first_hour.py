@@ -135,7 +135,7 @@ def test_an_env_id_without_its_own_file_gets_generic_defaults(tmp_path: Path):
 
     generic = composed("env.id=MountainCarContinuous-v0")
     assert "id: MountainCarContinuous-v0" in generic
-    assert "total_steps: 1000000" in generic and "learning_starts: 10000" in generic
+    assert "total_steps: 1000000" in generic and "learning_starts: 5000" in generic
     assert re.search(r"env:\n  id: MountainCarContinuous-v0\n  reward_scale: 1\.0", generic)
     own = composed("env.id=Pendulum-v1")  # an id with a file of its own gets that file
     assert "total_steps: 20000" in own and "learning_starts: 1000" in own
