@@ -123,7 +123,10 @@ def test_learning_benchmark_table_matches_the_runs(tmp_path: Path) -> None:
         assert config["sb3"]["hidden_sizes"] == [16, 16]
         assert config["sb3"]["learning_starts"] == 100
         assert config["sb3"]["batch_size"] == 32
-        assert config["sb3"]["learning_rate"] == 3e-4
+        ours_file = out / "Pendulum-v1" / "sac-cli" / "seed=3" / ".hydra" / "config.yaml"
+        ours = yaml.safe_load(ours_file.read_text())
+        assert config["sb3"]["learning_rate"] == ours["optimizer"]["actor_lr"]
+        assert config["sb3"]["learning_starts"] == ours["learning_starts"]
         assert config["sb3"]["target_entropy"] == "auto" and config["sb3"]["tau"] == 0.005
 
     # A second call runs nothing that is complete and rewrites the same table.
