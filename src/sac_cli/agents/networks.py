@@ -167,10 +167,13 @@ class QEnsemble(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
-            x = torch.baddbmm(bias, x, weight)
             if i < last:
-                x = self.fn(x)
-        return x.squeeze(-1)
+                x = self.fn(torch.baddbmm(bias, x, weight))
+            else:
+                # One output unit: a dot product per row. On CPU, vecdot forward and backward
+                # takes about a third of the time of baddbmm's batched matrix-vector products.
+                x = torch.linalg.vecdot(x, weight.transpose(1, 2)) + bias.squeeze(-1)
+        return x
 
 
 class ValueNetwork(nn.Module):
