@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 from helpers.updates import engine_of
 
@@ -104,3 +105,46 @@ def test_a_metric_is_averaged_over_the_updates_that_report_it() -> None:
     metrics.add({"loss/critic": torch.tensor(3.0)})  # the policy did not step this update
     assert metrics.count == 2
     assert metrics.pop_means() == {"loss/critic": 2.0, "loss/actor": 4.0}
+
+
+class FailingSAC(SAC):
+    """SAC whose `failing` branch raises on demand."""
+
+    failing: str | None = None
+
+    def critic_losses(self, batch, *noise):
+        if self.failing == "critic":
+            raise FloatingPointError("critic")
+        return super().critic_losses(batch, *noise)
+
+    def policy_losses(self, batch, *noise):
+        if self.failing == "policy":
+            raise FloatingPointError("policy")
+        return super().policy_losses(batch, *noise)
+
+
+@pytest.mark.parametrize("branch", ["critic", "policy"])
+def test_an_error_in_one_branch_thread_steps_nothing_and_reaches_the_caller(branch) -> None:
+    torch.manual_seed(0)
+    agent = FailingSAC(OBS_DIM, ACT_DIM, AgentConfig(), NetworkConfig(hidden_sizes=[8]),
+                       OptimizerConfig(), TemperatureConfig(mode=TemperatureMode.auto))  # fmt: skip
+    engine = engine_of(agent, branch_threads=True, overlap=True)
+    engine.update(batch(0))
+    engine.finish()
+    before = snapshot(agent)
+    agent.failing = branch
+    with pytest.raises(FloatingPointError, match=branch):
+        engine.update(batch(1))
+        engine.finish()  # the critic's error may come with the update in flight
+    assert same(agent, before)  # neither branch stepped
+    agent.failing = None
+    engine.update(batch(2))  # nothing left waiting: the next update runs
+    engine.finish()
+    assert not same(agent, before)
+
+
+def test_an_agent_must_split_its_parameters_between_the_branches() -> None:
+    agent = make_sac()
+    agent.branch_parameters = lambda: {"critic": list(agent.critic.parameters()), "policy": []}
+    with pytest.raises(ValueError, match="branch_parameters"):
+        engine_of(agent)

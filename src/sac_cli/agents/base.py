@@ -129,11 +129,19 @@ class SoftActorCritic(nn.Module):
         """Optimizer name -> its parameter groups, each with its learning rate."""
         raise NotImplementedError
 
+    def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters each loss branch trains, "critic" and "policy": disjoint, together
+        those of param_groups (the update engine steps each branch's own when it is done)."""
+        raise NotImplementedError
+
     def _temperature_groups(self) -> dict[str, list[dict]]:
         if not self.temperature.learned:
             return {}
-        group = {"params": [self.temperature.log_alpha], "lr": self.learning_rates.alpha_lr}
+        group = {"params": self._temperature_parameters(), "lr": self.learning_rates.alpha_lr}
         return {"temperature": [group]}
+
+    def _temperature_parameters(self) -> list[nn.Parameter]:
+        return [self.temperature.log_alpha] if self.temperature.learned else []
 
     def _policy_terms(
         self, obs: torch.Tensor, noise: torch.Tensor

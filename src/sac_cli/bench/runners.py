@@ -140,12 +140,14 @@ class SacCliRunner(Runner):
             episode_done, _ = trainer.collect()
             if episode_done:
                 trainer.new_episode()
+        self.metrics.add(self.engine.finish(), new_update=False)  # the last critic step
 
     def updates(self, n: int) -> tuple[float, float]:
         engine, buffer, batch_size = self.engine, self.buffer, self.cfg.agent.batch_size
         with Timer(self.settings.device) as timer:
             for _ in range(n):
                 self.metrics.add(engine.update(buffer.sample(batch_size)))
+            self.metrics.add(engine.finish(), new_update=False)
             self.metrics.pop_means()  # the host reads the metrics, as a log row does
         return timer.seconds
 

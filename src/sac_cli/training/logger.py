@@ -52,14 +52,16 @@ class MetricAccumulator:
         self.counts: dict[str, int] = {}
         self.count = 0
 
-    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+    def add(self, metrics: dict[str, torch.Tensor], new_update: bool = True) -> None:
+        """new_update=False: the late metrics of an update already counted (the critic's, when
+        the update engine overlaps its step with the next environment step)."""
         for key, value in metrics.items():
             if key in self.sums:
                 self.sums[key] += value
             else:
                 self.sums[key] = value.clone()
             self.counts[key] = self.counts.get(key, 0) + 1
-        self.count += 1
+        self.count += new_update
 
     def pop_means(self) -> dict[str, float]:
         if self.count == 0:

@@ -83,6 +83,9 @@ class Trainer:
         self.cfg = cfg
         self.env, self.eval_env = parts.env, parts.eval_env
         self.agent, self.engine, self.buffer = parts.agent, parts.engine, parts.buffer
+        # The critic's step may run on while the next step acts (with branch threads): the
+        # loop settles it before it logs, evaluates or saves (_settle).
+        self.engine.overlap = True
         self.checkpoints, self.open_logger = checkpoints, open_logger
         self.metrics: MetricAccumulator = checkpoints.metrics
         self.progress_style = progress_style
@@ -151,7 +154,8 @@ class Trainer:
     def collect(self) -> tuple[bool, dict[str, Any]]:
         """One environment step and the updates that follow it (the hot path, which sac-bench
         times): act (uniformly at random before learning starts), step, store, update.
-        Returns whether the episode ended, and the step's info."""
+        Returns whether the episode ended, and the step's info. The last update's critic step
+        may still be running (call _settle before reading the agent)."""
         cfg, obs = self.cfg, self.obs
         self.agent.observe(obs)
         if self.step < cfg.learning_starts:
@@ -190,6 +194,7 @@ class Trainer:
                 now = time.perf_counter()
                 sps = (self.step - window_step) / (now - window_start)
                 window_start, window_step = now, self.step
+                self._settle()
                 self._log({**self.metrics.pop_means(), "perf/sps": sps})
             if cfg.eval.episodes > 0 and (
                 self.step % cfg.eval.every == 0 or self.step == cfg.total_steps
@@ -220,7 +225,12 @@ class Trainer:
         if bad is not None:
             raise Diverged(self.step, f"{bad} is {row[bad]}", self.state.last_checkpoint_step)
 
+    def _settle(self) -> None:
+        """The update in flight finished, its metrics counted."""
+        self.metrics.add(self.engine.finish(), new_update=False)
+
     def _evaluate(self) -> None:
+        self._settle()
         state = self.state
         videos = self.checkpoints.run_dir / VIDEO_DIR if self.video else None
         result, video = evaluate_at_step(self.agent, self.eval_env, self.cfg, self.step, videos)
@@ -233,6 +243,7 @@ class Trainer:
             self._save(ckpt.BEST, with_buffer=False)
 
     def _save(self, name: str, with_buffer: bool = True) -> Path:
+        self._settle()
         if self.logger is not None:
             # The rows up to this step reach the disk before the checkpoint that counts on them.
             self.logger.sync()

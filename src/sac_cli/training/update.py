@@ -1,12 +1,21 @@
 """The update engine: runs any agent's declared update (agents say what, this says how).
 
 An agent declares its loss branches (pure functions of a batch and noise: the critic's and
-the policy's), the noise they take, its parameter groups with their learning rates, its
-target pairs (maybe none) and its schedule. The engine draws the noise, zeroes the
-gradients, runs the branches with their backward passes (in two threads on CPU when that
-is faster, the same numbers bit for bit), steps the optimizers, averages the targets, and
-compiles the branches (CUDA graphs on CUDA) when asked. Whether to use threads is decided
-here and nowhere else (branch_threads_by_default).
+the policy's), the parameters each trains, the noise they take, its parameter groups with
+their learning rates, its target pairs (maybe none) and its schedule. The engine draws the
+noise, zeroes the gradients, runs the branches with their backward passes (in two threads on
+CPU when that is faster, the same numbers bit for bit), steps the optimizers, averages the
+targets, and compiles the branches (CUDA graphs on CUDA) when asked. Whether to use threads
+is decided here and nowhere else (branch_threads_by_default).
+
+Two threads, and the overlap. The policy's thread (the caller's) steps the policy's
+parameters as soon as its backward pass is done and the critic's forward pass no longer reads
+them; the critic's thread steps the critic once the policy's step is done (the policy's
+backward pass reads the critic's weights), then averages the targets. With `overlap` (the
+trainer's loop), update() returns right after the policy's step, and the caller acts, steps
+the environment and samples the next batch while the critic's step finishes: the next
+update() or finish() waits for it. The numbers are those of the one-thread update, bit for
+bit: each parameter gets the same gradient and the same Adam step, only on another thread.
 
 Schedule: `critic_steps` updates per environment step (the trainer's loop), the policy
 branch every `policy_every` updates, the targets every `target_every` updates. A branch that
@@ -15,15 +24,14 @@ does not run this update leaves its parameters' gradients None, which Adam skips
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import Any
 
 import torch
 
 from sac_cli.agents.networks import use_compile_activations
 from sac_cli.device import usable_cpus
+from sac_cli.training.branches import BranchSteps, Handoff, submit
 from sac_cli.training.optim import adam, polyak_update
 from sac_cli.types import Batch, Losses, LossFn, Metrics
 
@@ -54,19 +62,6 @@ def _backward(losses: LossFn, batch: Batch, noise: list[torch.Tensor]) -> Metric
     return metrics
 
 
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-_pool_lock = threading.Lock()
-
-
-def _submit(losses: LossFn, batch: Batch, noise: list[torch.Tensor]) -> Future[Metrics]:
-    """Run `losses` and its backward pass on this process's branch thread."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():  # a forked child has no such thread
-            _pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="sac-branch"))
-        return _pool[1].submit(_backward, losses, batch, noise)
-
-
 class UpdateEngine:
     def __init__(
         self,
@@ -74,12 +69,21 @@ class UpdateEngine:
         device: torch.device,
         branch_threads: bool | None = None,
         compile: bool = False,
+        overlap: bool = False,
     ) -> None:
-        """branch_threads: None, branch_threads_by_default(device)."""
+        """branch_threads: None, branch_threads_by_default(device). overlap: update() may return
+        with the critic's step still running (with branch threads only; see the module's
+        docstring): call finish() before reading the agent's or the optimizers' state."""
         self.agent = agent
         self.schedule = agent.schedule
         self.optimizers = {name: adam(groups) for name, groups in agent.param_groups().items()}
+        self.branch_steps = BranchSteps(agent, self.optimizers)
         self.cuda_graphs = compile and device.type == "cuda"
+        self.overlap = overlap
+        # The update whose critic step may still run (overlap): that step, and the metrics
+        # of its policy's.
+        self._in_flight: Future[Metrics] | None = None
+        self._in_flight_policy: Metrics = {}
         self.set_branch_threads(
             branch_threads_by_default(device) if branch_threads is None else branch_threads
         )
@@ -92,6 +96,8 @@ class UpdateEngine:
             self._compile()
 
     def set_branch_threads(self, on: bool) -> None:
+        if self._in_flight is not None:
+            raise RuntimeError("an update is in flight: call finish() first")
         self.branch_threads = on and not self.cuda_graphs  # CUDA graph trees replay from one thread
 
     def _both_branches(self, batch: Batch, *noise: torch.Tensor) -> Losses:
@@ -124,7 +130,11 @@ class UpdateEngine:
 
     def update(self, batch: Batch, noise: list[torch.Tensor] | None = None) -> Metrics:
         """One gradient step of the critic, and of the policy when the schedule says so.
-        noise: the draws to use instead of fresh ones (to compare two devices)."""
+        noise: the draws to use instead of fresh ones (to compare two devices).
+        With overlap and branch threads, the critic's step may still be running when this
+        returns: this update's metrics come with the next update() or finish(), and this one
+        returns the previous update's (if still in flight)."""
+        late = self.finish()
         if noise is None:
             noise = self.noise(batch.obs.shape[0])
         batch = self.agent.normalized(batch)
@@ -132,17 +142,16 @@ class UpdateEngine:
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration for CUDA graph trees
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        if self.num_updates % self.schedule.policy_every != 0:
+        policy_runs = self.num_updates % self.schedule.policy_every == 0
+        self.num_updates += 1
+        targets_due = self.num_updates % self.schedule.target_every == 0
+        if self.branch_threads and not self._compiling:
+            self._in_flight_policy = self._in_two_threads(batch, noise, policy_runs, targets_due)
+            return late if self.overlap else self.finish()
+        # Nothing was in flight (late is empty): no update runs on another thread here.
+        if not policy_runs:
             metrics = _backward(self._critic, batch, noise)
-        elif self.branch_threads and not self._compiling:
-            critic = _submit(self._critic, batch, noise)
-            try:
-                metrics = _backward(self._policy, batch, noise)
-            except BaseException:
-                wait([critic])  # never leave the other branch running into the next update
-                raise
-            metrics = {**critic.result(), **metrics}
-        elif self.branch_threads:
+        elif self.branch_threads:  # compiling: one branch at a time
             metrics = _backward(self._critic, batch, noise)
             metrics.update(_backward(self._policy, batch, noise))
             self._compiling = False
@@ -153,15 +162,69 @@ class UpdateEngine:
             metrics = dict(zip(metrics, torch.stack(list(metrics.values())).unbind(), strict=True))
         for optimizer in self.optimizers.values():
             optimizer.step()
-        self.num_updates += 1
-        if self.num_updates % self.schedule.target_every == 0:
-            for target, online in self.agent.target_pairs():
-                polyak_update(target, online, self.agent.tau)
+        if targets_due:
+            self._average_targets()
         return metrics
 
+    def finish(self) -> Metrics:
+        """Wait for the critic's step in flight (overlap), if any, and return the metrics of
+        its update; raises what it raised."""
+        in_flight, self._in_flight = self._in_flight, None
+        return {} if in_flight is None else {**in_flight.result(), **self._in_flight_policy}
+
+    def _in_two_threads(
+        self, batch: Batch, noise: list[torch.Tensor], policy_runs: bool, targets_due: bool
+    ) -> Metrics:
+        """The critic's branch on the branch thread (left in self._in_flight), the policy's on
+        this one; returns the policy's metrics once its parameters are stepped."""
+        handoff = Handoff(policy_runs)
+        self._in_flight = submit(self._critic_thread, batch, noise, handoff, targets_due)
+        if not policy_runs:
+            return {}
+        try:
+            loss, metrics = self._policy(batch, *noise)
+            grads = self.branch_steps.gradients(loss, "policy")
+            handoff.critic_read.wait()
+            if handoff.failed:
+                self.finish()  # raises the critic's error
+            self.branch_steps.step("policy", grads)
+        except BaseException:
+            handoff.fail()
+            if self._in_flight is not None:
+                wait([self._in_flight])  # never leave the critic running into the next update
+                self._in_flight = None
+            raise
+        handoff.policy_stepped.set()
+        return metrics
+
+    def _critic_thread(
+        self, batch: Batch, noise: list[torch.Tensor], handoff: Handoff, targets_due: bool
+    ) -> Metrics:
+        try:
+            loss, metrics = self._critic(batch, *noise)
+        except BaseException:
+            handoff.fail()
+            raise
+        handoff.critic_read.set()
+        grads = self.branch_steps.gradients(loss, "critic")
+        handoff.policy_stepped.wait()
+        if not handoff.failed:
+            self.branch_steps.step("critic", grads)
+            if targets_due:
+                self._average_targets()
+        return metrics
+
+    def _average_targets(self) -> None:
+        for target, online in self.agent.target_pairs():
+            polyak_update(target, online, self.agent.tau)
+
     def state_dict(self) -> dict[str, Any]:
+        if self._in_flight is not None:
+            self._in_flight.result()  # stepped (its metrics are kept for finish())
         return {name: opt.state_dict() for name, opt in self.optimizers.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.finish()
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state[name])
+
