@@ -3,6 +3,7 @@ atomic; bad and malicious files are refused with one clear error."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
@@ -260,3 +261,27 @@ def test_resolve_checkpoint_and_run_dir(tmp_path: Path):
     assert ckpt.run_dir_of(tmp_path / "copy.pt") == tmp_path.resolve()
     with pytest.raises(UserError, match="does not exist"):
         ckpt.resolve_checkpoint(tmp_path / "nope.pt")
+
+
+def test_the_overlapped_loop_trains_as_the_one_thread_loop(tmp_path: Path):
+    """The trainer's loop lets the critic's step run on while the next step acts; its rows,
+    weights, Adam moments and accumulated metrics are those of the plain one-thread loop."""
+    runs = {}
+    for threads in (True, False):
+        cfg, config_dict = tiny_config(logger={"mode": "disabled", "every": 100})
+        parts = build_parts(cfg, torch.device("cpu"))
+        parts.engine.set_branch_threads(threads)
+        trainer = build_trainer(cfg, tmp_path / str(threads), parts, config_dict)
+        trainer.run()
+        rows = [json.loads(line) for line in (tmp_path / str(threads) / "metrics.jsonl").open()]
+        for row in rows:
+            row.pop("time"), row.pop("perf/sps", None)
+        runs[threads] = trainer, rows
+    (overlapped, rows), (plain, plain_rows) = runs[True], runs[False]
+    assert [list(row) for row in rows] == [list(row) for row in plain_rows]  # keys in order
+    assert rows == plain_rows and any("loss/critic" in row for row in rows)
+    assert_same(overlapped.agent.state_dict(), plain.agent.state_dict(), "agent")
+    for name, optimizer in plain.engine.optimizers.items():
+        assert_same(overlapped.engine.optimizers[name].state_dict(), optimizer.state_dict(), name)
+    assert_same(overlapped.metrics.state_dict(), plain.metrics.state_dict(), "metrics")
+    assert not overlapped.engine.overlap  # outside the loop, update() is synchronous again

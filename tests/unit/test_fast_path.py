@@ -297,15 +297,15 @@ def test_an_overlapped_update_gives_the_one_thread_update_bit_for_bit(name, mode
     (its metrics once finished, the weights, Adam's state) is still the one-thread update's,
     with a delayed policy and targets averaged every other update too."""
     one, two = make_engine(name, mode, parallel=False), make_engine(name, mode, parallel=True)
-    two.overlap = True
     for engine in (one, two):
         engine.schedule = dataclasses.replace(engine.schedule, policy_every=2, target_every=2)
     sums = {}
     for engine in (one, two):
         metrics = MetricAccumulator()
-        for step, batch in enumerate(batches(torch.float32)):
-            torch.manual_seed(step)
-            metrics.add(engine.update(batch))
+        with engine.overlapping():
+            for step, batch in enumerate(batches(torch.float32)):
+                torch.manual_seed(step)
+                metrics.add(engine.update(batch))
         metrics.add(engine.finish(), new_update=False)
         assert metrics.count == N_UPDATES
         sums[engine] = metrics.state_dict()

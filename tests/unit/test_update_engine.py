@@ -128,18 +128,19 @@ def test_an_error_in_one_branch_thread_steps_nothing_and_reaches_the_caller(bran
     torch.manual_seed(0)
     agent = FailingSAC(OBS_DIM, ACT_DIM, AgentConfig(), NetworkConfig(hidden_sizes=[8]),
                        OptimizerConfig(), TemperatureConfig(mode=TemperatureMode.auto))  # fmt: skip
-    engine = engine_of(agent, branch_threads=True, overlap=True)
-    engine.update(batch(0))
-    engine.finish()
-    before = snapshot(agent)
-    agent.failing = branch
-    with pytest.raises(FloatingPointError, match=branch):
-        engine.update(batch(1))
-        engine.finish()  # the critic's error may come with the update in flight
-    assert same(agent, before)  # neither branch stepped
-    agent.failing = None
-    engine.update(batch(2))  # nothing left waiting: the next update runs
-    engine.finish()
+    engine = engine_of(agent, branch_threads=True)
+    with engine.overlapping():
+        engine.update(batch(0))
+        engine.finish()
+        before = snapshot(agent)
+        agent.failing = branch
+        with pytest.raises(FloatingPointError, match=branch):
+            engine.update(batch(1))
+            engine.finish()  # the critic's error may come with the update in flight
+        assert same(agent, before)  # neither branch stepped
+        agent.failing = None
+        engine.update(batch(2))  # nothing left waiting: the next update runs
+        engine.finish()
     assert not same(agent, before)
 
 

@@ -136,17 +136,19 @@ class SacCliRunner(Runner):
 
     def _collect(self, n: int) -> None:
         trainer = self.trainer
-        for _ in range(n):
-            episode_done, _ = trainer.collect()
-            if episode_done:
-                trainer.new_episode()
+        with self.engine.overlapping():  # as in the trainer's loop
+            for _ in range(n):
+                episode_done, _ = trainer.collect()
+                if episode_done:
+                    trainer.new_episode()
         self.metrics.add(self.engine.finish(), new_update=False)  # the last critic step
 
     def updates(self, n: int) -> tuple[float, float]:
         engine, buffer, batch_size = self.engine, self.buffer, self.cfg.agent.batch_size
         with Timer(self.settings.device) as timer:
-            for _ in range(n):
-                self.metrics.add(engine.update(buffer.sample(batch_size)))
+            with engine.overlapping():  # as in the trainer's loop
+                for _ in range(n):
+                    self.metrics.add(engine.update(buffer.sample(batch_size)))
             self.metrics.add(engine.finish(), new_update=False)
             self.metrics.pop_means()  # the host reads the metrics, as a log row does
         return timer.seconds

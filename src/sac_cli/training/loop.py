@@ -83,9 +83,6 @@ class Trainer:
         self.cfg = cfg
         self.env, self.eval_env = parts.env, parts.eval_env
         self.agent, self.engine, self.buffer = parts.agent, parts.engine, parts.buffer
-        # The critic's step may run on while the next step acts (with branch threads): the
-        # loop settles it before it logs, evaluates or saves (_settle).
-        self.engine.overlap = True
         self.checkpoints, self.open_logger = checkpoints, open_logger
         self.metrics: MetricAccumulator = checkpoints.metrics
         self.progress_style = progress_style
@@ -135,7 +132,9 @@ class Trainer:
         exit_code, preempted = 1, False
         started, first_step = time.monotonic(), self.step
         try:
-            with STOP.installed():
+            # The critic's step may run on while the next step acts (with branch threads):
+            # the loop settles it before it logs, evaluates or saves (_settle).
+            with STOP.installed(), self.engine.overlapping():
                 self._loop(progress)
             self._save(ckpt.LAST)
             self._save(ckpt.FINAL)

@@ -11,11 +11,12 @@ is decided here and nowhere else (branch_threads_by_default).
 Two threads, and the overlap. The policy's thread (the caller's) steps the policy's
 parameters as soon as its backward pass is done and the critic's forward pass no longer reads
 them; the critic's thread steps the critic once the policy's step is done (the policy's
-backward pass reads the critic's weights), then averages the targets. With `overlap` (the
-trainer's loop), update() returns right after the policy's step, and the caller acts, steps
-the environment and samples the next batch while the critic's step finishes: the next
-update() or finish() waits for it. The numbers are those of the one-thread update, bit for
-bit: each parameter gets the same gradient and the same Adam step, only on another thread.
+backward pass reads the critic's weights), then averages the targets. Inside
+`with engine.overlapping():` (the trainer's loop), update() returns right after the policy's
+step, and the caller acts, steps the environment and samples the next batch while the
+critic's step finishes: the next update() or finish() waits for it. The numbers are those of
+the one-thread update, bit for bit: each parameter gets the same gradient and the same Adam
+step, only on another thread.
 
 Schedule: `critic_steps` updates per environment step (the trainer's loop), the policy
 branch every `policy_every` updates, the targets every `target_every` updates. A branch that
@@ -24,7 +25,9 @@ does not run this update leaves its parameters' gradients None, which Adam skips
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future, wait
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -69,17 +72,14 @@ class UpdateEngine:
         device: torch.device,
         branch_threads: bool | None = None,
         compile: bool = False,
-        overlap: bool = False,
     ) -> None:
-        """branch_threads: None, branch_threads_by_default(device). overlap: update() may return
-        with the critic's step still running (with branch threads only; see the module's
-        docstring): call finish() before reading the agent's or the optimizers' state."""
+        """branch_threads: None, branch_threads_by_default(device)."""
         self.agent = agent
         self.schedule = agent.schedule
         self.optimizers = {name: adam(groups) for name, groups in agent.param_groups().items()}
         self.branch_steps = BranchSteps(agent, self.optimizers)
         self.cuda_graphs = compile and device.type == "cuda"
-        self.overlap = overlap
+        self.overlap = False  # see overlapping()
         # The update whose critic step may still run (overlap): that step, and the metrics
         # of its policy's.
         self._in_flight: Future[Metrics] | None = None
@@ -165,6 +165,19 @@ class UpdateEngine:
         if targets_due:
             self._average_targets()
         return metrics
+
+    @contextmanager
+    def overlapping(self) -> Iterator[None]:
+        """Within this block, update() may return with the critic's step still running (with
+        branch threads; see the module's docstring): the caller calls finish() before it reads
+        the agent's or the optimizers' state. Leaving the block waits for that step."""
+        self.overlap = True
+        try:
+            yield
+        finally:
+            self.overlap = False
+            if self._in_flight is not None:
+                wait([self._in_flight])  # its metrics, or its error, stay for finish()
 
     def finish(self) -> Metrics:
         """Wait for the critic's step in flight (overlap), if any, and return the metrics of
