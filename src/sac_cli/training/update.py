@@ -81,7 +81,7 @@ class UpdateEngine:
         self.cuda_graphs = compile and device.type == "cuda"
         self.overlap = False  # see overlapping()
         # The update whose critic step may still run (overlap): that step, and the metrics
-        # of its policy's.
+        # of its policy branch.
         self._in_flight: Future[Metrics] | None = None
         self._in_flight_policy: Metrics = {}
         self.set_branch_threads(
