@@ -53,8 +53,8 @@ class MetricAccumulator:
         self.count = 0
 
     def add(self, metrics: dict[str, torch.Tensor], new_update: bool = True) -> None:
-        """new_update=False: the late metrics of an update already counted (the critic's, when
-        the update engine overlaps its step with the next environment step)."""
+        """new_update=False: the metrics of an update already counted, which came late (the
+        update engine's finish(), when its critic step overlapped the next environment step)."""
         for key, value in metrics.items():
             if key in self.sums:
                 self.sums[key] += value
