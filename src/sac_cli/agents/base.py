@@ -131,17 +131,20 @@ class SoftActorCritic(nn.Module):
 
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
         """The parameters each loss branch trains, "critic" and "policy": disjoint, together
-        those of param_groups (the update engine steps each branch's own when it is done)."""
-        raise NotImplementedError
+        those of param_groups (the update engine steps each branch's own when it is done). Here
+        the Q ensemble's, and all the others of param_groups (the actor's, the temperature's,
+        V_psi's in 2018a); a variant whose branches split otherwise says so."""
+        critic = list(self.critic.parameters())
+        in_critic = {id(p) for p in critic}
+        groups = [group for groups in self.param_groups().values() for group in groups]
+        policy = [p for group in groups for p in group["params"] if id(p) not in in_critic]
+        return {"critic": critic, "policy": policy}
 
     def _temperature_groups(self) -> dict[str, list[dict]]:
         if not self.temperature.learned:
             return {}
-        group = {"params": self._temperature_parameters(), "lr": self.learning_rates.alpha_lr}
+        group = {"params": [self.temperature.log_alpha], "lr": self.learning_rates.alpha_lr}
         return {"temperature": [group]}
-
-    def _temperature_parameters(self) -> list[nn.Parameter]:
-        return [self.temperature.log_alpha] if self.temperature.learned else []
 
     def _policy_terms(
         self, obs: torch.Tensor, noise: torch.Tensor

@@ -36,10 +36,6 @@ class SAC(SoftActorCritic):
         ]
         return {"networks": networks, **self._temperature_groups()}
 
-    def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
-        policy = [*self.actor.parameters(), *self._temperature_parameters()]
-        return {"critic": list(self.critic.parameters()), "policy": policy}
-
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.critic_target, self.critic)]
 

@@ -29,12 +29,6 @@ class SACv1(SoftActorCritic):
         ]
         return {"networks": networks, **self._temperature_groups()}
 
-    def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
-        # The policy's branch trains V_psi too (eq. 5 needs its sample).
-        policy = [*self.value.parameters(), *self.actor.parameters()]
-        policy += self._temperature_parameters()
-        return {"critic": list(self.critic.parameters()), "policy": policy}
-
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.value_target, self.value)]  # psi_bar <- tau psi + (1 - tau) psi_bar
 
