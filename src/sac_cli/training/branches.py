@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from sac_cli.training.optim import adam_step
 from sac_cli.types import Metrics
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -68,7 +69,7 @@ class BranchSteps:
         for param, grad in zip(params, grads, strict=True):
             param.grad = grad
         for optimizer in self.optimizers[branch]:
-            optimizer.step()
+            adam_step(optimizer)
         for param in params:
             param.grad = None
 

@@ -35,7 +35,7 @@ import torch
 from sac_cli.agents.networks import use_compile_activations
 from sac_cli.device import usable_cpus
 from sac_cli.training.branches import BranchSteps, Handoff, submit
-from sac_cli.training.optim import adam, polyak_update
+from sac_cli.training.optim import adam, adam_step, polyak_update
 from sac_cli.types import Batch, Losses, LossFn, Metrics
 
 
@@ -161,7 +161,7 @@ class UpdateEngine:
             # The next replay overwrites the graph's outputs: one copy keeps the metrics.
             metrics = dict(zip(metrics, torch.stack(list(metrics.values())).unbind(), strict=True))
         for optimizer in self.optimizers.values():
-            optimizer.step()
+            adam_step(optimizer)
         if targets_due:
             self._average_targets()
         return metrics
