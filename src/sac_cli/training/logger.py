@@ -55,10 +55,11 @@ class MetricAccumulator:
     def add(self, metrics: dict[str, torch.Tensor], new_update: bool = True) -> None:
         """new_update=False: the metrics of an update already counted, which came late (the
         update engine's finish(), when its critic step overlapped the next environment step)."""
+        seen = [key for key in metrics if key in self.sums]
+        if seen:  # one call for all of them: each tensor op costs more than its addition here
+            torch._foreach_add_([self.sums[k] for k in seen], [metrics[k] for k in seen])
         for key, value in metrics.items():
-            if key in self.sums:
-                self.sums[key] += value
-            else:
+            if key not in self.sums:
                 self.sums[key] = value.clone()
             self.counts[key] = self.counts.get(key, 0) + 1
         self.count += new_update
