@@ -24,6 +24,8 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 from sac_cli.agents.networks import COMPILE_ACTIVATIONS, QEnsemble, TanhGaussianActor
 from sac_cli.agents.registry import build_agent
 from sac_cli.agents.sac_v1 import SACv1
+from sac_cli.bench.report import per_repeat_ratio
+from sac_cli.bench.runners import Result
 from sac_cli.cli import bench
 from sac_cli.config import (
     AgentConfig,
@@ -464,9 +466,21 @@ def test_bench_quick_prints_the_table_and_writes_json(tmp_path, capsys) -> None:
     if bench.peer_version("sbx") is not None:
         sbx = rows["sbx"]
         assert sbx["name"].startswith("sbx") and sbx["updates_per_s"] > 0
+        paired = report["per_repeat_ratios"]["sac-cli eager / sbx, env steps/s (1 threads)"]
+        assert paired["median"] == pytest.approx(eager["steps_vs_sbx"])  # one repeat
         assert report["peers"]["sbx"] == bench.peer_version("sbx")
     else:
         assert "sbx is not installed" in printed
+
+
+def test_bench_pairs_each_repeat_with_the_peer_segment_of_the_same_repeat() -> None:
+    """A drift that slows every variant in one repeat cancels within the repeat: the paired
+    median says 1.1x where the ratio of the medians says 0.9x."""
+    ours = Result("eager", "sac-cli eager", 1, steps_per_s=[55.0, 143.0, 99.0])
+    peer = Result("sbx", "sbx", 1, steps_per_s=[50.0, 130.0, 110.0])
+    within = per_repeat_ratio(ours, peer, "steps_per_s")
+    assert within == pytest.approx({"median": 1.1, "low": 0.9, "high": 1.1})
+    assert ours.median("steps_per_s") / peer.median("steps_per_s") == pytest.approx(99 / 110)
 
 
 def test_bench_without_sb3_says_so(monkeypatch, capsys) -> None:

@@ -1,8 +1,10 @@
-"""sac-bench's report: medians, ratios against the peers, the replay buffer's memory, and
-the table printed from them."""
+"""sac-bench's report: medians, ratios against the peers (of the medians, and within each
+repeat), the replay buffer's memory, and the table printed from them."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from typing import Any
 
 import torch
@@ -87,7 +89,14 @@ def table(report: dict[str, Any]) -> str:
         lines.append("*: what `sac-train` runs without flags (threads: null, compile: false)")
     lines.append("vs best: against the fastest peer (SB3, sbx) at the same thread count")
     for name, value in report["ratios"].items():
-        lines.append(f"{name}: {value:.2f}x")
+        within = report["per_repeat_ratios"].get(name)
+        if within is None or report["repeats"] < 2:
+            lines.append(f"{name}: {value:.2f}x")
+        else:
+            lines.append(
+                f"{name}: {value:.2f}x (within each repeat: median {within['median']:.2f}x, "
+                f"{within['low']:.2f}x-{within['high']:.2f}x)"
+            )
     lines.append("")
     lines.append("replay buffer, 1M transitions (each observation stored once):")
     for env, mem in report["memory"].items():
@@ -97,6 +106,16 @@ def table(report: dict[str, Any]) -> str:
             f"{mem['ratio']:.2f}x of storing s' too ({mem['two_copies_bytes_per_transition']:,} B)"
         )
     return "\n".join(lines)
+
+
+def per_repeat_ratio(r: Result, peer: Result, key: str) -> dict[str, float]:
+    """The ratio within each repeat (the two segments ran seconds apart): their median, lowest
+    and highest. On a machine whose speed drifts between repeats, the median of these paired
+    ratios moves less than the ratio of the two medians."""
+    ratios = [a / b for a, b in zip(getattr(r, key), getattr(peer, key), strict=True) if b > 0]
+    if not ratios:
+        return {"median": math.nan, "low": math.nan, "high": math.nan}
+    return {"median": statistics.median(ratios), "low": min(ratios), "high": max(ratios)}
 
 
 def best_against_best(results: list[Result], rows: int) -> dict[str, float]:
@@ -125,6 +144,7 @@ def build_report(
     default_threads = default_torch_threads(settings.device) or torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     ratios: dict[str, float] = {}
+    paired: dict[str, dict[str, float]] = {}
     for r in results:
         row: dict[str, Any] = {
             "name": r.name,
@@ -151,9 +171,9 @@ def build_report(
                 row[f"{short}_vs_{peer.variant}"] = r.median(key) / peer.median(key)
             if r.variant not in PEERS:
                 for key, label in [("updates_per_s", "updates/s"), ("steps_per_s", "env steps/s")]:
-                    ratios[f"{r.name} / {LABELS[peer.variant]}, {label} ({r.threads} threads)"] = (
-                        r.median(key) / peer.median(key)
-                    )
+                    name = f"{r.name} / {LABELS[peer.variant]}, {label} ({r.threads} threads)"
+                    ratios[name] = r.median(key) / peer.median(key)
+                    paired[name] = per_repeat_ratio(r, peer, key)
         for key, short in RATIOS.items():
             if peers:
                 fastest = max(peer.median(key) for peer in peers)
@@ -193,5 +213,6 @@ def build_report(
         "load_after": loads[-1],
         "results": rows,
         "ratios": ratios,
+        "per_repeat_ratios": paired,
         "memory": memory_figures(obs_dim, act_dim, settings.env_id),
     }
