@@ -24,6 +24,7 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 from sac_cli.agents.networks import COMPILE_ACTIVATIONS, QEnsemble, TanhGaussianActor
 from sac_cli.agents.registry import build_agent
 from sac_cli.agents.sac_v1 import SACv1
+from sac_cli.bench.ops import OpTimer, op_breakdown
 from sac_cli.bench.report import per_repeat_ratio
 from sac_cli.bench.runners import Result
 from sac_cli.cli import bench
@@ -37,6 +38,7 @@ from sac_cli.config import (
     TrainConfig,
 )
 from sac_cli.device import keep_freed_memory, usable_cpus
+from sac_cli.errors import UserError
 from sac_cli.training.logger import MetricAccumulator
 from sac_cli.training.replay import ReplayBuffer
 from sac_cli.training.update import (
@@ -499,6 +501,43 @@ def test_bench_measures_each_thread_count(tmp_path) -> None:
     assert report["threads"] == [1, 2]
     assert [(r["variant"], r["threads"]) for r in report["results"]] == [("eager", 1), ("eager", 2)]
     assert torch.get_num_threads() == 1  # restored
+
+
+def test_bench_ops_shows_where_each_branch_time_goes(tmp_path, capsys) -> None:
+    out = tmp_path / "ops.json"
+    bench.main(["--ops", "--env", "Pendulum-v1", "--hidden", "16", "16", "--batch-size", "32",
+                "--buffer-size", "5000", "--learning-starts", "64", "--updates", "5", "--json",
+                str(out)])
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["hidden"] == [16, 16] and report["updates"] == 5
+    for name in ("critic", "policy"):
+        branch = report["branches"][name]
+        kinds = branch["kinds"]
+        assert sum(kind["share"] for kind in kinds.values()) == pytest.approx(1.0)
+        assert kinds["matrix products"]["ops"] >= 6  # three layers, forward and backward
+        assert branch["wall_ms"] > 0 and report["fixed"][name] > 0
+        assert branch["top"][0]["ms"] >= branch["top"][-1]["ms"]
+    assert "the same branches with 8-unit hidden layers" in printed
+    assert torch.get_num_threads() == 1  # restored
+
+
+def test_op_timer_sorts_ops_into_kinds() -> None:
+    timer = OpTimer(activation_numel=2 * 32 * 16)
+    matrix, activations, small = torch.ones(4, 4), torch.ones(2, 32, 16), torch.ones(4)
+    with timer:
+        torch.mm(matrix, matrix)
+        torch.relu(activations)
+        torch.exp(small)
+    assert set(timer.calls) == {
+        ("mm", "matrix products"), ("relu", "activation passes"), ("exp", "small ops")
+    }
+
+
+def test_bench_ops_needs_the_cpu() -> None:
+    settings = bench.settings_from(bench.parse_args(["--ops"]))
+    with pytest.raises(UserError, match="use --device cpu"):
+        op_breakdown(dataclasses.replace(settings, device=torch.device("cuda")), updates=1)
 
 
 @pytest.mark.parametrize(

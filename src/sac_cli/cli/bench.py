@@ -4,6 +4,7 @@
     sac-bench [--env HalfCheetah-v4] [--repeats 5] [--steps 400] [--updates 300]
               [--threads N [N ...]] [--device cpu] [--no-compile] [--no-sb3] [--no-sbx]
               [--quick] [--json PATH]
+    sac-bench --ops [--env ...] [--hidden ...] [--batch-size ...] [--updates ...] [--json PATH]
 
 Columns, each measured on the same environment with the same hyperparameters (the paper's:
 256-256 ReLU networks, batch 256, Adam 3e-4, one gradient step per environment step, a
@@ -23,6 +24,8 @@ so that a busy machine slows them alike; the table shows the median over repeats
 row's ratio to the fastest peer. All run in one process with the same torch thread count and
 allocator settings (JAX keeps its own thread pool: pin the process with taskset for a
 one-core figure).
+
+`--ops` instead shows where each loss branch's time goes, op by op (sac_cli.bench.ops).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 import torch
 
+from sac_cli.bench.ops import op_breakdown, ops_table
 from sac_cli.bench.peers import peer_version, sb3_version
 from sac_cli.bench.report import PROG, build_report, table
 from sac_cli.bench.runners import Settings
@@ -77,6 +81,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="a smoke test: 1 repeat of a few steps (numbers are not meaningful)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write the results as JSON")
+    parser.add_argument("--ops", action="store_true",
+                        help="instead: where each loss branch's time goes, op by op, over "
+                        "--updates updates (CPU, one thread; no peers)")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.steps, args.updates = 1, 20, 10
@@ -99,31 +106,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        report = bench(args)
+        if args.ops:
+            with quiet():
+                report = op_breakdown(settings_from(args), args.updates)
+        else:
+            report = bench(args)
     except UserError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)
-    print(table(report))
+    print(ops_table(report) if args.ops else table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json.dumps(report, indent=2) + "\n", args.json)
         print(f"wrote {args.json}")
 
 
-def bench(args: argparse.Namespace) -> dict[str, Any]:
-    threads = list(dict.fromkeys(args.threads or [1, torch.get_num_threads()]))
-    device = resolve_device(args.device)
-    keep_freed_memory()  # as build_agent does; set first, so that SB3 runs with it too
-    with quiet():
-        probe = make_env(args.env)
-        obs_dim, act_dim = env_dims(probe)
-        probe.close()
-    settings = Settings(
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
         env_id=args.env,
-        device=device,
+        device=resolve_device(args.device),
         hidden=list(args.hidden),
         batch_size=args.batch_size,
         buffer_size=args.buffer_size,
@@ -135,6 +139,16 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         warmup_updates=max(5, args.updates // 4),
         seed=args.seed,
     )
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    threads = list(dict.fromkeys(args.threads or [1, torch.get_num_threads()]))
+    keep_freed_memory()  # as build_agent does; set first, so that SB3 runs with it too
+    with quiet():
+        probe = make_env(args.env)
+        obs_dim, act_dim = env_dims(probe)
+        probe.close()
+    settings = settings_from(args)
     variants = ["eager"] + ([] if args.no_compile else ["compiled"])
     if not args.no_sb3 and sb3_version() is not None:
         variants.append("sb3")
