@@ -1,4 +1,4 @@
-"""The package layout: every subpackage ships in the wheel, agents import no training,
+"""The package layout: every subpackage and config group ships in the wheel, agents import no training,
 Hydra, gymnasium or W&B code, and no module grows past the design's size."""
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ def test_every_subpackage_is_in_the_wheel():
     found = {
         ".".join(("sac_cli", *init.parent.relative_to(PACKAGE).parts))
         for init in PACKAGE.rglob("__init__.py")
+    }
+    conf = ROOT / "conf"
+    found |= {  # the config groups, shipped as sac_cli.conf.<group>
+        ".".join(("sac_cli", "conf", *yaml.parent.relative_to(conf).parts))
+        for yaml in conf.rglob("*.yaml")
     }
     assert found <= listed, f"not in pyproject's packages: {sorted(found - listed)}"
 
