@@ -1,5 +1,5 @@
-"""The package layout: every subpackage and config group ships in the wheel, agents import no training,
-Hydra, gymnasium or W&B code, and no module grows past the design's size."""
+"""The package layout: every subpackage and config group ships in the wheel, agents import no
+training, Hydra, gymnasium or W&B code, and no module grows past the design's size."""
 
 from __future__ import annotations
 
