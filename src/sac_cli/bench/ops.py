@@ -71,7 +71,7 @@ def op_breakdown(settings: Settings, updates: int) -> dict[str, Any]:
     try:
         full = _branches(settings, updates)
         tiny = replace(settings, hidden=[TINY_HIDDEN] * len(settings.hidden))
-        fixed = _branches(tiny, updates)
+        fixed = _branches(tiny, updates, by_op=False)
     finally:
         torch.set_num_threads(before)
     return {
@@ -85,7 +85,8 @@ def op_breakdown(settings: Settings, updates: int) -> dict[str, Any]:
     }
 
 
-def _branches(settings: Settings, updates: int) -> dict[str, dict[str, Any]]:
+def _branches(settings: Settings, updates: int, by_op: bool = True) -> dict[str, dict[str, Any]]:
+    """Each branch's median wall ms per update; with by_op, its ops timed too (_summary)."""
     runner = SacCliRunner(settings, compiled=False)
     engine, buffer = runner.engine, runner.buffer
     losses = {"critic": engine.agent.critic_losses, "policy": engine.agent.policy_losses}
@@ -109,16 +110,20 @@ def _branches(settings: Settings, updates: int) -> dict[str, dict[str, Any]]:
             start = time.perf_counter()
             branch(name, *args)
             walls.append(time.perf_counter() - start)
+        wall_ms = statistics.median(walls) * 1e3
+        if not by_op:
+            out[name] = {"wall_ms": wall_ms}
+            continue
         timer = OpTimer(settings.batch_size * max(settings.hidden))
         for _ in range(updates):
             args = inputs()
             with timer:
                 branch(name, *args)
-        out[name] = _summary(timer, updates, statistics.median(walls))
+        out[name] = _summary(timer, updates, wall_ms)
     return out
 
 
-def _summary(timer: OpTimer, updates: int, wall_s: float) -> dict[str, Any]:
+def _summary(timer: OpTimer, updates: int, wall_ms: float) -> dict[str, Any]:
     per_update_ms = {key: s * 1e3 / updates for key, s in timer.seconds.items()}
     total = sum(per_update_ms.values())
     kinds = {
@@ -132,7 +137,7 @@ def _summary(timer: OpTimer, updates: int, wall_s: float) -> dict[str, Any]:
         summary["share"] = summary["ms"] / total if total else 0.0
     top = sorted(per_update_ms.items(), key=lambda item: -item[1])[:8]
     return {
-        "wall_ms": wall_s * 1e3,
+        "wall_ms": wall_ms,
         "timed_ms": total,
         "kinds": kinds,
         "top": [
