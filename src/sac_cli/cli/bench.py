@@ -143,12 +143,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     threads = list(dict.fromkeys(args.threads or [1, torch.get_num_threads()]))
+    settings = settings_from(args)  # a bad device is said before the environment is built
     keep_freed_memory()  # as build_agent does; set first, so that SB3 runs with it too
     with quiet():
         probe = make_env(args.env)
         obs_dim, act_dim = env_dims(probe)
         probe.close()
-    settings = settings_from(args)
     variants = ["eager"] + ([] if args.no_compile else ["compiled"])
     if not args.no_sb3 and sb3_version() is not None:
         variants.append("sb3")
