@@ -154,8 +154,10 @@ class TrainConfig:
     # torch intra-op threads; null lets sac-cli choose (on CPU: 1, and the critic and policy
     # branches in two threads when two cores are free).
     threads: int | None = None
-    # torch.compile the update (plus CUDA graphs on CUDA).
-    compile: bool = False
+    # torch.compile the update (plus CUDA graphs on CUDA): true, false, or auto (on CPU, for
+    # runs of 100k updates or more where a C++ compiler is found; training/compilation.py).
+    # Any: a bool or the string "auto" (OmegaConf 2.3 has no unions); validate() checks it.
+    compile: Any = "auto"
 
 
 # Each agent's schema beyond the shared one: config group -> its dataclass.
@@ -252,3 +254,5 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError("network.log_std_min must be below network.log_std_max")
     if cfg.threads is not None and cfg.threads <= 0:
         raise UserError(f"threads={cfg.threads} must be positive (or null to choose automatically)")
+    if not (isinstance(cfg.compile, bool) or cfg.compile == "auto"):
+        raise UserError(f"compile={cfg.compile} is not one of auto, true, false")

@@ -58,12 +58,13 @@ class Activation(nn.Module):
         return self.name
 
 
-def use_compile_activations(module: nn.Module) -> None:
+def use_compile_activations(module: nn.Module, on: bool = True) -> None:
     """Switch every activation below `module` to its torch.compile-friendly form (same values,
-    same gradients)."""
+    same gradients), or back to the eager one."""
+    forms = COMPILE_ACTIVATIONS if on else FUNCTIONAL_ACTIVATIONS
     for m in module.modules():
         if isinstance(m, (Activation, QEnsemble)):
-            m.fn = COMPILE_ACTIVATIONS[m.name]
+            m.fn = forms[m.name]
 
 
 LOG_2 = math.log(2.0)

@@ -87,7 +87,7 @@ def configure(cfg: DictConfig, run_dir: Path) -> Trainer:
     style = (str(config.logger.name), share is None) if sweep.is_multirun() else ("", True)
     trainer = build_trainer(config, run_dir, parts, config_dict, style)  # type: ignore[arg-type]
     log.info(
-        "training %s with %s for %s (the first %s random) on %s (%s%s) in %s",
+        "training %s with %s for %s (the first %s random) on %s (%s%s), update %s, in %s",
         config.env.id,
         config.agent.name.value,
         plural(config.total_steps, "step"),
@@ -95,6 +95,7 @@ def configure(cfg: DictConfig, run_dir: Path) -> Trainer:
         device,
         plural(torch.get_num_threads(), "thread"),
         ", critic and policy branches in parallel" if trainer.engine.branch_threads else "",
+        parts.compile_choice.why,
         run_dir,
     )
     return trainer

@@ -21,6 +21,7 @@ from sac_cli.device import keep_freed_memory
 from sac_cli.envs.make import env_dims, make_env
 from sac_cli.envs.video import check_video_support, prepare_offscreen_rendering
 from sac_cli.seeding import seed_everything
+from sac_cli.training.compilation import CompileChoice, choose_compile, planned_updates
 from sac_cli.training.logger import MetricAccumulator, RunLogger
 from sac_cli.training.loop import Trainer
 from sac_cli.training.replay import ReplayBuffer
@@ -38,10 +39,12 @@ class Parts:
     first_obs: np.ndarray  # the environment's first observation, after seeding
     obs_dim: int
     act_dim: int
+    compile_choice: CompileChoice
 
 
 def build_parts(cfg: TrainConfig, device: torch.device, shares_cores: bool = False) -> Parts:
     """shares_cores: other jobs of a sweep run beside this one (no branch threads)."""
+    compile_choice = choose_compile(cfg.compile, device, planned_updates(cfg))
     video = cfg.eval.video and cfg.eval.episodes > 0
     if video:
         prepare_offscreen_rendering()  # before mujoco is imported
@@ -57,9 +60,9 @@ def build_parts(cfg: TrainConfig, device: torch.device, shares_cores: bool = Fal
         keep_freed_memory()
     agent = build_agent(cfg, obs_dim, act_dim, device)
     threads = branch_threads_by_default(device, shares_cores)
-    engine = UpdateEngine(agent, device, threads, cfg.compile)
+    engine = UpdateEngine(agent, device, threads, compile_choice.on, compile_choice.fall_back)
     buffer = ReplayBuffer(cfg.agent.buffer_size, obs_dim, act_dim, device, cfg.seed)
-    return Parts(env, eval_env, agent, engine, buffer, first_obs, obs_dim, act_dim)
+    return Parts(env, eval_env, agent, engine, buffer, first_obs, obs_dim, act_dim, compile_choice)
 
 
 def build_trainer(

@@ -176,7 +176,10 @@ class Trainer:
         window_start, window_step = time.perf_counter(), self.step
         last_return = math.nan
         while self.step < cfg.total_steps:
-            episode_done, info = self.collect()
+            if self.engine.compiles_next and self.step + 1 >= cfg.learning_starts:
+                episode_done, info = self._collect_compiling(progress)
+            else:
+                episode_done, info = self.collect()
             if episode_done:
                 self.state.episodes += 1
                 last_return = float(info["episode"]["r"])
@@ -211,6 +214,20 @@ class Trainer:
                 raise Stopped(signum, self.step, path, self.checkpoints.run_dir)
             if episode_done:
                 self.new_episode()
+
+    def _collect_compiling(self, progress: Progress) -> tuple[bool, dict[str, Any]]:
+        """collect(), whose update compiles: a line before, and one after with the time it
+        took, or why it runs eager instead (compile=auto)."""
+        progress.note("compiling the update with torch.compile (once per start; 10-45 s on CPU)")
+        began = time.perf_counter()
+        result = self.collect()
+        failure = self.engine.compile_failure
+        progress.note(
+            f"torch.compile failed ({failure}): training with the eager update"
+            if failure
+            else f"compiled in {time.perf_counter() - began:.0f} s"
+        )
+        return result
 
     def new_episode(self) -> None:
         """Reset the environment after an episode's end (and its checkpoint, if one is due:

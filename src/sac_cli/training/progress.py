@@ -106,7 +106,13 @@ class Progress:
         parts = [f"step {step}/{self.total}", f"{self.rate(step):.0f} steps/s"]
         parts.append(f"ETA {duration(self.eta(step))}")
         parts += [f"{key} {value:.4g}" for key, value in values.items()]
-        text = self.label + " | ".join(parts)
+        self._print(self.label + " | ".join(parts))
+
+    def note(self, text: str) -> None:
+        """A line of news: above the bar on a terminal, alone otherwise."""
+        self._print(self.label + text)
+
+    def _print(self, text: str) -> None:
         if self.interactive:
             self.bar.write(text, file=sys.stderr)
         else:
