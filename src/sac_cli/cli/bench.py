@@ -70,7 +70,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--threads", type=int, nargs="+", default=None, metavar="N",
         help="torch thread counts to measure, each for every variant (default: 1 and torch's "
         "own choice; with 1 thread sac-cli runs its two loss branches on two cores, which is "
-        "what sac-train chooses on CPU: its row is marked *)",
+        "what sac-train chooses on CPU: its row, compiled or eager as compile=auto chooses for "
+        "a long run here, is marked *)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.add_argument("--seed", type=int, default=0)
