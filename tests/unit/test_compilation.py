@@ -11,19 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch._inductor.config as inductor_config
-from helpers.updates import engine_of
+from helpers.updates import engine_of, random_batch, tiny_sac
 
-from sac_cli.agents.sac import SAC
-from sac_cli.config import (
-    AgentConfig,
-    AgentName,
-    NetworkConfig,
-    OptimizerConfig,
-    TemperatureConfig,
-    TemperatureMode,
-    TrainConfig,
-    validate,
-)
+from sac_cli.config import AgentConfig, AgentName, TrainConfig, validate
 from sac_cli.errors import UserError
 from sac_cli.training.compilation import (
     COMPILE_MIN_UPDATES,
@@ -38,21 +28,12 @@ CPU = torch.device("cpu")
 OBS_DIM, ACT_DIM, BATCH = 4, 2, 16
 
 
-def make_sac() -> SAC:
-    torch.manual_seed(0)
-    return SAC(OBS_DIM, ACT_DIM, AgentConfig(name=AgentName.sac), NetworkConfig(hidden_sizes=[8]),
-               OptimizerConfig(), TemperatureConfig(mode=TemperatureMode.auto))  # fmt: skip
+def make_sac():
+    return tiny_sac(OBS_DIM, ACT_DIM)
 
 
 def batch(seed: int) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        obs=torch.randn(BATCH, OBS_DIM, generator=g),
-        actions=torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
-        rewards=torch.randn(BATCH, generator=g),
-        next_obs=torch.randn(BATCH, OBS_DIM, generator=g),
-        terminated=torch.zeros(BATCH),
-    )
+    return random_batch(seed, OBS_DIM, ACT_DIM, BATCH)
 
 
 @pytest.fixture

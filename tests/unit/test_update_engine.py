@@ -8,13 +8,12 @@ import dataclasses
 
 import pytest
 import torch
-from helpers.updates import engine_of
+from helpers.updates import engine_of, random_batch, tiny_sac
 
 from sac_cli.agents.base import Schedule
 from sac_cli.agents.sac import SAC
 from sac_cli.config import (
     AgentConfig,
-    AgentName,
     NetworkConfig,
     OptimizerConfig,
     TemperatureConfig,
@@ -26,21 +25,11 @@ OBS_DIM, ACT_DIM, BATCH = 4, 2, 16
 
 
 def make_sac(**agent_cfg) -> SAC:
-    torch.manual_seed(0)
-    return SAC(OBS_DIM, ACT_DIM, AgentConfig(name=AgentName.sac, **agent_cfg),
-               NetworkConfig(hidden_sizes=[8]), OptimizerConfig(),
-               TemperatureConfig(mode=TemperatureMode.auto))  # fmt: skip
+    return tiny_sac(OBS_DIM, ACT_DIM, **agent_cfg)
 
 
 def batch(seed: int) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        obs=torch.randn(BATCH, OBS_DIM, generator=g),
-        actions=torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
-        rewards=torch.randn(BATCH, generator=g),
-        next_obs=torch.randn(BATCH, OBS_DIM, generator=g),
-        terminated=torch.zeros(BATCH),
-    )
+    return random_batch(seed, OBS_DIM, ACT_DIM, BATCH)
 
 
 def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
