@@ -20,8 +20,8 @@ import torch
 from sac_cli.config import TrainConfig
 from sac_cli.errors import UserError
 
-# Below this many updates, `auto` runs eager: compiling (10-45 s here) would cost about what
-# it saves (0.7-1 ms an update on HalfCheetah, 2 cores).
+# Below this many updates, `auto` runs eager: compiling (10-45 s a start here) would cost
+# about what a short run gains (0.7-1 ms an update on HalfCheetah, 2 cores: 70-100 s at 100k).
 COMPILE_MIN_UPDATES = 100_000
 
 
