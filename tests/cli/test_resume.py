@@ -95,7 +95,12 @@ def kill(process: subprocess.Popen) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("extra", [[], ["env.normalize_obs=true"]], ids=["plain", "normalize_obs"])
+@pytest.mark.parametrize("extra", [
+    pytest.param([], id="plain"),
+    pytest.param(["env.normalize_obs=true"], id="normalize_obs"),
+    # Each start compiles again (the default of long runs, compile=auto): the same kernels.
+    pytest.param(["compile=true"], id="compiled", marks=pytest.mark.slow),
+])
 def test_sigkill_and_resume_is_bit_identical(tmp_path: Path, extra: list[str]):
     """Killed once before its first checkpoint and once after one, the run ends with the
     weights (with normalize_obs, the observation statistics too) and the metrics.jsonl rows
@@ -132,7 +137,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path: Path, extra: list[str]):
     assert expected.keys() == resumed.keys()
     for name, tensor in expected.items():
         assert torch.equal(tensor, resumed[name]), name
-    if extra:  # one observation a collected step joined the statistics, none of evaluations
+    if "env.normalize_obs=true" in extra:  # each collected step's observation, no evaluation's
         assert float(resumed["obs_normalizer.count"]) == 1600
 
     rows, resumed_rows = read_metrics(straight), read_metrics(killed)
