@@ -5,9 +5,10 @@ restores every generator (python, numpy, torch, the replay buffer's, the environ
 its action space's) and performs that same reset, so it continues exactly as the
 uninterrupted run would have. On CPU, a run killed at any instant (even SIGKILL) and started
 again with the same command and run directory ends with bit-identical weights and the same
-metrics.jsonl rows, eager or compiled (tests/cli/test_resume.py). Rows logged after the checkpoint are dropped on
-resume and logged again; a run killed before its first checkpoint starts over (its rows are
-dropped, its W&B run id, kept in checkpoints/wandb-run-id, is continued).
+metrics.jsonl rows, eager or compiled (tests/cli/test_resume.py). Rows logged after the
+checkpoint are dropped on resume and logged again; a run killed before its first checkpoint
+starts over (its rows are dropped, its W&B run id, kept in checkpoints/wandb-run-id, is
+continued).
 
 Checkpoints come at the first episode end `checkpoint.every` steps after the last one; when
 an episode is longer than that (an environment without a time limit), in mid-episode at the
