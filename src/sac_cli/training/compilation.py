@@ -3,7 +3,7 @@ machine can compile it.
 
 `auto` (the default) compiles on CPU when the run is long enough to repay the compilation and
 the toolchain Inductor's CPU code needs is here (a C++ compiler, Python's headers): in the
-default two-branch mode the compiled update ran 1.08-1.11x the eager one's env steps/s on
+default two-branch mode the compiled update ran 1.07-1.13x the eager one's env steps/s on
 this project's 2-core machine, and held level with it with a core taken (README, Speed);
 compiling takes about 10-45 s at each start. Elsewhere `auto` runs eager: on CUDA and MPS
 the compiled path has not been measured yet (`compile=true` asks for it).

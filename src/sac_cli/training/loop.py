@@ -219,7 +219,7 @@ class Trainer:
     def _collect_compiling(self, progress: Progress) -> tuple[bool, dict[str, Any]]:
         """collect(), whose update compiles: a line before, and one after with the time it
         took, or why it runs eager instead (compile=auto)."""
-        progress.note("compiling the update with torch.compile (once per start; 10-45 s on CPU)")
+        progress.note("compiling the update with torch.compile (once per start; tens of seconds)")
         began = time.perf_counter()
         result = self.collect()
         failure = self.engine.compile_failure

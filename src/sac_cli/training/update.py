@@ -101,9 +101,7 @@ class UpdateEngine:
             branch_threads_by_default(device) if branch_threads is None else branch_threads
         )
         self.num_updates = 0
-        self._critic: LossFn = agent.critic_losses
-        self._policy: LossFn = agent.policy_losses
-        self._both: LossFn = self._both_branches
+        self._eager_branches()
         self._compiling = False  # the next update compiles: run its branches one by one
         self.compiles_next = False  # the next update is the first compiled one
         self.compile_fall_back = compile_fall_back
@@ -142,11 +140,16 @@ class UpdateEngine:
             for fn in (self.agent.critic_losses, self.agent.policy_losses, self._both_branches)
         )
 
+    def _eager_branches(self) -> None:
+        self._critic: LossFn = self.agent.critic_losses
+        self._policy: LossFn = self.agent.policy_losses
+        self._both: LossFn = self._both_branches
+
     def _use_eager(self) -> None:
+        """Back from compiled to eager (a failed compilation under compile=auto)."""
         use_compile_activations(self.agent, on=False)
         self._compiling = self.cuda_graphs = False
-        self._critic, self._policy = self.agent.critic_losses, self.agent.policy_losses
-        self._both = self._both_branches
+        self._eager_branches()
 
     def noise(self, batch_size: int) -> list[torch.Tensor]:
         """eps ~ N(0, I) for eq. 11, drawn here from torch's global generator rather than
